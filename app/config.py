@@ -1,0 +1,128 @@
+"""Configuration from the environment (and `.env`), validated once at start-up."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Mode = Literal["live", "sandbox"]
+
+# Live mode cannot run without these; sandbox mode generates what it lacks.
+REQUIRED_IN_LIVE = (
+    "DATABASE_URL",
+    "PORTONE_API_SECRET",
+    "PORTONE_STORE_ID",
+    "PORTONE_WEBHOOK_SECRETS",
+    "INTERNAL_API_TOKEN",
+)
+
+
+class ConfigurationError(Exception):
+    """The environment does not describe a service that can start."""
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def async_database_url(url: str) -> str:
+    """Accept `postgres://` and `postgresql://` URLs and select the asyncpg driver."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    portone_mode: Mode = "live"
+    database_url: str | None = None
+    portone_api_base_url: AnyHttpUrl = AnyHttpUrl("https://api.portone.io")
+    portone_api_secret: SecretStr | None = None
+    portone_store_id: str | None = None
+    portone_channel_key: str | None = None
+    portone_webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
+    portone_accept_test_payments: bool | None = None
+    portone_pre_register: bool = False
+    internal_api_token: SecretStr | None = None
+    auto_cancel_on_mismatch: bool = True
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
+    reconcile_interval_seconds: float = Field(default=60, ge=0)
+    cors_allow_origins: Annotated[list[str], NoDecode] = []
+    order_events_url: AnyHttpUrl | None = None
+    order_events_secret: SecretStr | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _split = field_validator("portone_webhook_secrets", "cors_allow_origins", mode="before")(
+        _split_commas
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, url: str | None) -> str | None:
+        return None if url is None else async_database_url(url)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Settings:
+        if self.portone_mode == "sandbox":
+            return self._with_sandbox_defaults()
+        missing = [name for name in REQUIRED_IN_LIVE if not getattr(self, name.lower())]
+        if self.order_events_url and not self.order_events_secret:
+            missing.append("ORDER_EVENTS_SECRET (required with ORDER_EVENTS_URL)")
+        if missing:
+            raise ConfigurationError("missing required configuration: " + ", ".join(missing))
+        return self
+
+    def _with_sandbox_defaults(self) -> Settings:
+        # The model is frozen; sandbox defaults are filled in once, right after validation.
+        generated = {
+            "portone_api_secret": self.portone_api_secret or SecretStr(secrets.token_urlsafe(24)),
+            "portone_store_id": self.portone_store_id or "store-sandbox",
+            "portone_channel_key": self.portone_channel_key or "channel-key-sandbox",
+            "portone_webhook_secrets": self.portone_webhook_secrets
+            or [SecretStr("whsec_" + secrets.token_urlsafe(24))],
+            "internal_api_token": self.internal_api_token or SecretStr(secrets.token_urlsafe(24)),
+            "portone_accept_test_payments": self.portone_accept_test_payments is not False,
+        }
+        for name, value in generated.items():
+            object.__setattr__(self, name, value)
+        return self
+
+    @property
+    def accept_test_payments(self) -> bool:
+        return bool(self.portone_accept_test_payments)
+
+    @property
+    def store_id(self) -> str:
+        assert self.portone_store_id is not None
+        return self.portone_store_id
+
+    @property
+    def api_secret(self) -> str:
+        assert self.portone_api_secret is not None
+        return self.portone_api_secret.get_secret_value()
+
+
+def load_settings() -> Settings:
+    """Read the environment; a `ConfigurationError` names every missing variable at once."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,6 @@
+"""Every table, imported in one place for Alembic and the tests."""
+
+from app.db import Base
+from app.orders.models import Order, OrderEvent
+
+__all__ = ["Base", "Order", "OrderEvent"]

@@ -1,0 +1,86 @@
+"""Order bodies as the HTTP API reads and writes them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field, StrictInt, field_validator
+
+from app.schemas import ApiModel, StrictApiModel
+
+MAX_METADATA_BYTES = 16_384
+
+Text200 = Annotated[str, Field(max_length=200)]
+
+
+class Customer(StrictApiModel):
+    id: Text200 | None = None
+    name: Text200 | None = None
+    email: Annotated[str, Field(max_length=320)] | None = None
+    phone_number: Annotated[str, Field(max_length=40)] | None = None
+
+
+class OrderCreate(StrictApiModel):
+    order_name: Annotated[str, Field(min_length=1, max_length=200)]
+    amount: Annotated[StrictInt, Field(ge=1, le=10**12)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "KRW"
+    customer: Customer | None = None
+    metadata: dict[str, Any] = {}
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(metadata, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must encode to at most {MAX_METADATA_BYTES} bytes")
+        return metadata
+
+
+class VirtualAccount(ApiModel):
+    bank: str | None
+    account_number: str
+    remittee_name: str | None
+    expires_at: datetime | None
+
+
+class Checkout(ApiModel):
+    """Exactly the parameters the browser passes to `PortOne.requestPayment`."""
+
+    store_id: str
+    channel_key: str | None
+    payment_id: str
+    order_name: str
+    total_amount: int
+    currency: str
+
+
+class OrderOut(ApiModel):
+    order_id: str
+    payment_id: str
+    order_name: str
+    amount: int
+    currency: str
+    status: str
+    paid_at: datetime | None
+    refunded_amount: int
+    virtual_account: VirtualAccount | None
+    rejection_reason: str | None
+    customer: dict[str, Any] | None
+    metadata: dict[str, Any]
+    checkout: Checkout
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderEventOut(ApiModel):
+    at: datetime
+    source: str
+    portone_status: str | None
+    from_status: str | None
+    to_status: str
+    detail: str | None
+
+
+class OrderEvents(ApiModel):
+    events: list[OrderEventOut]

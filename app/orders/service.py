@@ -1,0 +1,100 @@
+"""Creating and reading orders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from app.db import Sessions
+from app.errors import IdempotencyKeyReused, OrderNotFound
+from app.ids import new_id
+from app.orders.models import Order, OrderEvent
+from app.orders.schemas import OrderCreate
+
+PreRegister = Callable[[str, OrderCreate], Awaitable[None]]
+
+
+async def create_order(
+    sessions: Sessions,
+    data: OrderCreate,
+    *,
+    idempotency_key: str | None,
+    pre_register: PreRegister | None = None,
+) -> tuple[Order, bool]:
+    """The new order and True, or, for a repeated idempotency key, the first order and False."""
+    request_hash = _fingerprint(data)
+    if idempotency_key is not None:
+        existing = await _by_idempotency_key(sessions, idempotency_key, request_hash)
+        if existing is not None:
+            return existing, False
+    payment_id = new_id("pay")
+    if pre_register is not None:
+        await pre_register(payment_id, data)
+    values = {
+        "id": new_id("ord"),
+        "payment_id": payment_id,
+        "order_name": data.order_name,
+        "amount": data.amount,
+        "currency": data.currency,
+        "customer": data.customer.model_dump(by_alias=True, exclude_none=True)
+        if data.customer
+        else None,
+        "metadata_": data.metadata,
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+    }
+    statement = (
+        insert(Order)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[Order.idempotency_key])
+        .returning(Order)
+    )
+    async with sessions() as session, session.begin():
+        order = await session.scalar(statement)
+    if order is not None:
+        return order, True
+    # Another request with the same key won the insert between our read and our write.
+    assert idempotency_key is not None
+    winner = await _by_idempotency_key(sessions, idempotency_key, request_hash)
+    assert winner is not None
+    return winner, False
+
+
+async def get_order(sessions: Sessions, order_id: str) -> Order:
+    async with sessions() as session:
+        order = await session.get(Order, order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id}")
+    return order
+
+
+async def find_by_payment_id(sessions: Sessions, payment_id: str) -> Order | None:
+    async with sessions() as session:
+        return await session.scalar(select(Order).where(Order.payment_id == payment_id))
+
+
+async def list_events(sessions: Sessions, order_id: str) -> Sequence[OrderEvent]:
+    async with sessions() as session:
+        if await session.get(Order, order_id) is None:
+            raise OrderNotFound(f"no order {order_id}")
+        result = await session.scalars(
+            select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
+        )
+        return result.all()
+
+
+async def _by_idempotency_key(sessions: Sessions, key: str, request_hash: str) -> Order | None:
+    async with sessions() as session:
+        order = await session.scalar(select(Order).where(Order.idempotency_key == key))
+    if order is not None and order.request_hash != request_hash:
+        raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used with another body")
+    return order
+
+
+def _fingerprint(data: OrderCreate) -> str:
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

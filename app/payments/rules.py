@@ -1,0 +1,116 @@
+"""The order rules: what a PortOne payment snapshot does to an order. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from app.orders.models import OrderStatus
+from app.portone.models import Payment, PaymentStatus
+
+S = OrderStatus
+P = PaymentStatus
+
+UNSETTLED = frozenset({S.PENDING, S.AWAITING_DEPOSIT})
+
+# (order status, PortOne status) -> the order's next status. Anything else stays put.
+TRANSITIONS: dict[tuple[str, str], OrderStatus] = {
+    (S.PENDING, P.VIRTUAL_ACCOUNT_ISSUED): S.AWAITING_DEPOSIT,
+    (S.PENDING, P.PAID): S.PAID,
+    (S.AWAITING_DEPOSIT, P.PAID): S.PAID,
+    (S.PENDING, P.CANCELLED): S.CANCELLED,
+    (S.AWAITING_DEPOSIT, P.CANCELLED): S.CANCELLED,
+    (S.PAID, P.PARTIAL_CANCELLED): S.PARTIALLY_REFUNDED,
+    (S.PAID, P.CANCELLED): S.REFUNDED,
+    (S.PARTIALLY_REFUNDED, P.CANCELLED): S.REFUNDED,
+    # A PAID we never saw, already partly cancelled: verified like a PAID, then refunded.
+    (S.PENDING, P.PARTIAL_CANCELLED): S.PARTIALLY_REFUNDED,
+    (S.AWAITING_DEPOSIT, P.PARTIAL_CANCELLED): S.PARTIALLY_REFUNDED,
+}
+
+# PortOne statuses that mean money was taken or promised: the payment must match the order.
+VERIFIED_STATUSES = frozenset({P.PAID, P.VIRTUAL_ACCOUNT_ISSUED, P.PARTIAL_CANCELLED})
+
+
+class Rejection(StrEnum):
+    STORE_MISMATCH = "STORE_MISMATCH"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
+    TEST_CHANNEL = "TEST_CHANNEL"
+
+
+@dataclass(frozen=True)
+class Policy:
+    store_id: str
+    accept_test_payments: bool
+
+
+@dataclass(frozen=True)
+class OrderTerms:
+    """What the shop expects and where the order stands."""
+
+    amount: int
+    currency: str
+    status: str
+    status_changed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    to_status: str
+    detail: str
+    rejection: Rejection | None = None
+    stale: bool = False
+
+
+def verify_payment(payment: Payment, order: OrderTerms, policy: Policy) -> Decision | None:
+    """The first check the payment fails, as a rejection; None when it matches the order."""
+    if payment.store_id != policy.store_id:
+        return _rejected(Rejection.STORE_MISMATCH, f"payment belongs to store {payment.store_id}")
+    if payment.currency != order.currency:
+        return _rejected(
+            Rejection.CURRENCY_MISMATCH, f"paid in {payment.currency}, order is in {order.currency}"
+        )
+    if payment.amount.total != order.amount:
+        return _rejected(
+            Rejection.AMOUNT_MISMATCH,
+            f"paid {payment.amount.total} {payment.currency}, order is {order.amount} "
+            f"{order.currency}",
+        )
+    channel_type = payment.channel.type if payment.channel else None
+    if channel_type != "LIVE" and not policy.accept_test_payments:
+        return _rejected(Rejection.TEST_CHANNEL, f"paid on a {channel_type or 'unknown'} channel")
+    return None
+
+
+def decide(payment: Payment, order: OrderTerms, policy: Policy) -> Decision:
+    """Where the order goes on this snapshot; its status is unchanged unless a rule moves it."""
+    if _is_older(payment.status_changed_at, order.status_changed_at):
+        return Decision(
+            order.status, "older than the snapshot already applied; ignored", stale=True
+        )
+    if payment.status in VERIFIED_STATUSES and order.status in UNSETTLED:
+        rejection = verify_payment(payment, order, policy)
+        if rejection is not None:
+            return rejection
+    target = TRANSITIONS.get((order.status, payment.status), order.status)
+    return Decision(target, _describe(payment))
+
+
+def _rejected(reason: Rejection, detail: str) -> Decision:
+    return Decision(S.REJECTED, detail, rejection=reason)
+
+
+def _is_older(snapshot_at: datetime | None, applied_at: datetime | None) -> bool:
+    return snapshot_at is not None and applied_at is not None and snapshot_at < applied_at
+
+
+def _describe(payment: Payment) -> str:
+    if payment.status == P.FAILED and payment.failure is not None:
+        return f"PortOne: FAILED ({payment.failure.reason or 'no reason given'})"
+    amount = payment.amount
+    text = f"PortOne: {payment.status} {amount.total} {payment.currency}"
+    if amount.cancelled:
+        text += f", {amount.cancelled} cancelled"
+    return text

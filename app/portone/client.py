@@ -1,0 +1,174 @@
+"""Typed calls to PortOne's V2 REST API over one shared `httpx.AsyncClient`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import stamina
+from pydantic import BaseModel, ValidationError
+
+from app.portone.errors import (
+    PaymentNotFound,
+    PortOneApiError,
+    PortOneCredentialsRejected,
+    PortOneUnavailable,
+)
+from app.portone.models import (
+    CancelPaymentResponse,
+    Payment,
+    PaymentCancellation,
+    PaymentPage,
+    PortOneErrorBody,
+    RefundAccount,
+)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+READ_ATTEMPTS = 3
+
+
+def new_http_client(
+    base_url: str, secret: str, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one client the process shares; the lifespan owns and closes it."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers={"Authorization": f"PortOne {secret}", "Accept": "application/json"},
+        timeout=TIMEOUT,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        transport=transport,
+    )
+
+
+def payment_path(payment_id: str, *rest: str) -> str:
+    # One path segment whatever the id holds: "/", "?", "#", and dot segments that a
+    # URL normaliser would otherwise resolve ("..": the payments list).
+    segment = quote(payment_id, safe="")
+    if segment in {".", ".."}:
+        segment = segment.replace(".", "%2E")
+    return "/".join(("/payments", segment, *rest))
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"PortOne answered {response.status_code}")
+        self.response = response
+
+
+class PortOneClient:
+    def __init__(self, http: httpx.AsyncClient, *, store_id: str) -> None:
+        self._http = http
+        self._store_id = store_id
+
+    async def get_payment(self, payment_id: str) -> Payment:
+        response = await self._read("GET", payment_path(payment_id))
+        return _parse(response, Payment)
+
+    async def list_payments(self, body: dict[str, Any]) -> PaymentPage:
+        # PortOne takes the options of this GET as JSON in the `requestBody` query parameter.
+        params = {"requestBody": json.dumps(body, separators=(",", ":"))}
+        response = await self._read("GET", "/payments", params=params)
+        return _parse(response, PaymentPage)
+
+    async def cancel_payment(
+        self,
+        payment_id: str,
+        *,
+        reason: str,
+        current_cancellable_amount: int,
+        amount: int | None = None,
+        refund_account: RefundAccount | None = None,
+    ) -> PaymentCancellation:
+        body: dict[str, Any] = {
+            "storeId": self._store_id,
+            "reason": reason,
+            "currentCancellableAmount": current_cancellable_amount,
+        }
+        if amount is not None:
+            body["amount"] = amount
+        if refund_account is not None:
+            body["refundAccount"] = refund_account.model_dump(by_alias=True, exclude_none=True)
+        response = await self._write("POST", payment_path(payment_id, "cancel"), json=body)
+        return _parse(response, CancelPaymentResponse).cancellation
+
+    async def close_virtual_account(self, payment_id: str) -> None:
+        path = payment_path(payment_id, "virtual-account", "close")
+        await self._write("POST", path, params={"storeId": self._store_id})
+
+    async def pre_register(self, payment_id: str, *, total_amount: int, currency: str) -> None:
+        body = {"storeId": self._store_id, "totalAmount": total_amount, "currency": currency}
+        await self._write("POST", payment_path(payment_id, "pre-register"), json=body)
+
+    async def _read(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff."""
+        try:
+            async for attempt in stamina.retry_context(
+                on=(httpx.TransportError, _RetryableStatus),
+                attempts=READ_ATTEMPTS,
+                timeout=20.0,
+                wait_initial=0.1,
+                wait_max=1.0,
+            ):
+                with attempt:
+                    response = await self._http.request(method, path, **kwargs)
+                    if _is_retryable(response):
+                        raise _RetryableStatus(response)
+        except _RetryableStatus as exc:
+            raise _unavailable(exc.response) from None
+        except httpx.TransportError as exc:
+            raise _unreachable(exc) from exc
+        return _checked(response)
+
+    async def _write(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Writes are not retried here: their callers persist what is owed and retry later."""
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise _unreachable(exc) from exc
+        if _is_retryable(response):
+            raise _unavailable(response)
+        return _checked(response)
+
+
+def _unreachable(exc: httpx.TransportError) -> PortOneUnavailable:
+    what = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    return PortOneUnavailable(f"PortOne {what} ({type(exc).__name__})")
+
+
+def _is_retryable(response: httpx.Response) -> bool:
+    return response.status_code == 429 or response.status_code >= 500
+
+
+def _unavailable(response: httpx.Response) -> PortOneUnavailable:
+    retry_after = response.headers.get("Retry-After", "")
+    return PortOneUnavailable(
+        f"PortOne answered {response.status_code}",
+        retry_after=int(retry_after) if retry_after.isdigit() else None,
+    )
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.is_success:
+        return response
+    if response.status_code in (401, 403):
+        raise PortOneCredentialsRejected(f"PortOne answered {response.status_code}")
+    try:
+        error = PortOneErrorBody.model_validate_json(response.content)
+    except ValidationError:
+        raise PortOneUnavailable(
+            f"PortOne answered {response.status_code} without an error body"
+        ) from None
+    if error.type == "PAYMENT_NOT_FOUND":
+        raise PaymentNotFound(response.status_code, error.type, error.message)
+    raise PortOneApiError(response.status_code, error.type, error.message)
+
+
+def _parse(response: httpx.Response, model: type[Model]) -> Model:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise PortOneUnavailable(f"PortOne's answer is not a {model.__name__}") from exc
