@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+from dataclasses import asdict
 
-from app.config import ConfigurationError, load_settings
+from app.config import ConfigurationError, Settings, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,25 +17,34 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    commands.add_parser("reconcile", help="run one reconciler pass and print its summary")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except ConfigurationError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.command == "serve":
-        import uvicorn
-
-        from app.main import create_app
-
-        uvicorn.run(
-            create_app(settings),
-            host=args.host,
-            port=args.port,
-            access_log=False,
-            proxy_headers=True,
-        )
+    if args.command == "reconcile":
+        return asyncio.run(reconcile(settings))
+    serve_http(settings, args.host, args.port)
     return 0
+
+
+async def reconcile(settings: Settings) -> int:
+    from app.services import open_services
+
+    async with open_services(settings) as services:
+        summary = await services.reconciler().run_pass()
+    print(json.dumps(asdict(summary)))
+    return 0 if summary.ok else 1
+
+
+def serve_http(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, proxy_headers=True)
 
 
 if __name__ == "__main__":

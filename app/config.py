@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Annotated, Literal
 
@@ -14,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.portone.webhooks import decode_secret
 
 Mode = Literal["live", "sandbox"]
 
@@ -49,7 +52,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     portone_mode: Mode = "live"
-    database_url: str | None = None
+    database_url: SecretStr | None = None  # its password is a secret too
     portone_api_base_url: AnyHttpUrl = AnyHttpUrl("https://api.portone.io")
     portone_api_secret: SecretStr | None = None
     portone_store_id: str | None = None
@@ -70,21 +73,29 @@ class Settings(BaseSettings):
         _split_commas
     )
 
+    @field_validator("portone_webhook_secrets", "order_events_secret")
+    @classmethod
+    def _whsec(
+        cls, value: list[SecretStr] | SecretStr | None
+    ) -> list[SecretStr] | SecretStr | None:
+        for secret in value if isinstance(value, list) else [value] if value else []:
+            decode_secret(secret.get_secret_value())
+        return value
+
     @field_validator("database_url")
     @classmethod
-    def _asyncpg_url(cls, url: str | None) -> str | None:
-        return None if url is None else async_database_url(url)
+    def _asyncpg_url(cls, url: SecretStr | None) -> SecretStr | None:
+        return None if url is None else SecretStr(async_database_url(url.get_secret_value()))
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:
-        if self.portone_mode == "sandbox":
-            return self._with_sandbox_defaults()
-        missing = [name for name in REQUIRED_IN_LIVE if not getattr(self, name.lower())]
+        live = self.portone_mode == "live"
+        missing = [name for name in REQUIRED_IN_LIVE if live and not getattr(self, name.lower())]
         if self.order_events_url and not self.order_events_secret:
             missing.append("ORDER_EVENTS_SECRET (required with ORDER_EVENTS_URL)")
         if missing:
             raise ConfigurationError("missing required configuration: " + ", ".join(missing))
-        return self
+        return self._with_sandbox_defaults() if self.portone_mode == "sandbox" else self
 
     def _with_sandbox_defaults(self) -> Settings:
         # The model is frozen; sandbox defaults are filled in once, right after validation.
@@ -93,7 +104,7 @@ class Settings(BaseSettings):
             "portone_store_id": self.portone_store_id or "store-sandbox",
             "portone_channel_key": self.portone_channel_key or "channel-key-sandbox",
             "portone_webhook_secrets": self.portone_webhook_secrets
-            or [SecretStr("whsec_" + secrets.token_urlsafe(24))],
+            or [SecretStr("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())],
             "internal_api_token": self.internal_api_token or SecretStr(secrets.token_urlsafe(24)),
             "portone_accept_test_payments": self.portone_accept_test_payments is not False,
         }
@@ -109,6 +120,10 @@ class Settings(BaseSettings):
     def store_id(self) -> str:
         assert self.portone_store_id is not None
         return self.portone_store_id
+
+    @property
+    def webhook_keys(self) -> list[bytes]:
+        return [decode_secret(s.get_secret_value()) for s in self.portone_webhook_secrets]
 
     @property
     def api_secret(self) -> str:

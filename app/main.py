@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from app import health, problems
 from app.config import Settings, load_settings
 from app.orders.router import router as orders_router
 from app.payments.router import router as payments_router
+from app.reconcile import run_forever
 from app.services import open_services
 
 
@@ -21,7 +23,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
-            yield
+            stopping = asyncio.Event()
+            loop = None
+            if settings.reconcile_interval_seconds > 0:
+                reconciler = services.reconciler(stopping)
+                loop = asyncio.create_task(
+                    run_forever(reconciler, settings.reconcile_interval_seconds, stopping)
+                )
+            try:
+                yield
+            finally:
+                stopping.set()
+                if loop is not None:
+                    await loop
 
     app = FastAPI(
         title="PortOne payment verification",

@@ -2,5 +2,6 @@
 
 from app.db import Base
 from app.orders.models import Order, OrderEvent
+from app.payments.models import ReconcilerCheckpoint, WebhookDelivery
 
-__all__ = ["Base", "Order", "OrderEvent"]
+__all__ = ["Base", "Order", "OrderEvent", "ReconcilerCheckpoint", "WebhookDelivery"]

@@ -5,6 +5,7 @@ The web app opens it in its lifespan; the CLI commands open the same thing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import Sessions, new_engine, new_sessions
+from app.payments.inbox import WebhookInbox
 from app.payments.rules import Policy
 from app.payments.sync import PaymentSync
 from app.portone.client import PortOneClient, new_http_client
+from app.reconcile import Reconciler
 
 
 @dataclass(frozen=True)
@@ -25,20 +28,38 @@ class Services:
     sessions: Sessions
     portone: PortOneClient
     sync: PaymentSync
+    inbox: WebhookInbox
+
+    def reconciler(self, stopping: asyncio.Event | None = None) -> Reconciler:
+        return Reconciler(
+            self.engine,
+            self.sessions,
+            self.portone,
+            self.sync,
+            store_id=self.settings.store_id,
+            stopping=stopping,
+        )
 
 
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set")
-    engine = new_engine(settings.database_url)
+    engine = new_engine(settings.database_url.get_secret_value())
     http = new_http_client(str(settings.portone_api_base_url), settings.api_secret)
     try:
         sessions = new_sessions(engine)
         portone = PortOneClient(http, store_id=settings.store_id)
         policy = Policy(settings.store_id, settings.accept_test_payments)
         sync = PaymentSync(sessions, portone, policy, auto_cancel=settings.auto_cancel_on_mismatch)
-        yield Services(settings, engine, sessions, portone, sync)
+        inbox = WebhookInbox(
+            sessions,
+            sync,
+            keys=settings.webhook_keys,
+            store_id=settings.store_id,
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+        )
+        yield Services(settings, engine, sessions, portone, sync, inbox)
     finally:
         await http.aclose()
         await engine.dispose()

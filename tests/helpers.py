@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import secrets
+import time
 from typing import Any
 
 import asyncpg
 import httpx
 import respx
 
-from tests.conftest import TOKEN
-from tests.portone_payloads import payment_body
+from app.portone.webhooks import decode_secret, sign
+from tests.conftest import TOKEN, WEBHOOK_SECRET
+from tests.portone_payloads import STORE_ID, payment_body
 
 INTERNAL = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -50,3 +54,54 @@ async def transitions(db: asyncpg.Connection, order_id: str) -> list[tuple[str, 
         for e in await events(db, order_id)
         if e["from_status"] != e["to_status"]
     ]
+
+
+def signed_webhook(
+    payment_id: str,
+    *,
+    kind: str = "Transaction.Paid",
+    webhook_id: str | None = None,
+    store_id: str = STORE_ID,
+    secret: str = WEBHOOK_SECRET,
+    at: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """A 2024-04-25 webhook body and the Standard Webhooks headers that sign it."""
+    body = json.dumps(
+        {
+            "type": kind,
+            "timestamp": "2026-11-27T00:00:00Z",
+            "data": {"storeId": store_id, "paymentId": payment_id, "transactionId": "tx-1"},
+        }
+    ).encode()
+    webhook_id = webhook_id or f"msg_{secrets.token_hex(8)}"
+    timestamp = at if at is not None else int(time.time())
+    signature = sign(decode_secret(secret), webhook_id, timestamp, body)
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+    return body, headers
+
+
+async def post_webhook(client: httpx.AsyncClient, payment_id: str, **kwargs: Any) -> httpx.Response:
+    body, headers = signed_webhook(payment_id, **kwargs)
+    return await client.post("/webhooks/portone", content=body, headers=headers)
+
+
+def portone_lists(portone: respx.MockRouter, *payments: dict[str, Any]) -> respx.Route:
+    """Route GET /payments (the changed-payments list) to one page holding `payments`."""
+    page = {
+        "items": list(payments),
+        "page": {"number": 0, "size": 100, "totalCount": len(payments)},
+    }
+    return portone.get("/payments").respond(200, json=page)
+
+
+async def age_order(db: asyncpg.Connection, order_id: str, minutes: int) -> None:
+    await db.execute(
+        "UPDATE orders SET created_at = now() - make_interval(mins => $2) WHERE id = $1",
+        order_id,
+        minutes,
+    )

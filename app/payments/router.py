@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field
 
 from app.deps import ServicesDep
-from app.errors import OrderNotFound, PaymentNotPaid, PaymentRejected
+from app.errors import (
+    OrderNotFound,
+    PaymentNotPaid,
+    PaymentRejected,
+    WebhookPayloadInvalid,
+    WebhookSignatureInvalid,
+)
 from app.orders.presenter import present_order
 from app.orders.schemas import OrderOut
+from app.payments.inbox import Outcome
 from app.payments.service import complete_payment
 from app.problems import problem_responses
 from app.schemas import ApiModel
@@ -32,3 +39,24 @@ class CompleteRequest(ApiModel):
 async def complete(body: CompleteRequest, services: ServicesDep) -> OrderOut:
     order = await complete_payment(services.sessions, services.sync, body.payment_id)
     return present_order(order, services.settings)
+
+
+class WebhookAck(ApiModel):
+    outcome: Outcome
+
+
+@router.post(
+    "/webhooks/portone",
+    responses=problem_responses(WebhookSignatureInvalid, WebhookPayloadInvalid, 502, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "A PortOne webhook, signed the Standard Webhooks way",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def portone_webhook(request: Request, services: ServicesDep) -> WebhookAck:
+    """PortOne's notification; its claims are checked against a fresh fetch, never trusted."""
+    outcome = await services.inbox.receive(request.headers, await request.body())
+    return WebhookAck(outcome=outcome)

@@ -22,6 +22,7 @@ from app.portone.models import (
     PaymentCancellation,
     PaymentPage,
     PortOneErrorBody,
+    RawPaymentPage,
     RefundAccount,
 )
 
@@ -72,7 +73,7 @@ class PortOneClient:
         # PortOne takes the options of this GET as JSON in the `requestBody` query parameter.
         params = {"requestBody": json.dumps(body, separators=(",", ":"))}
         response = await self._read("GET", "/payments", params=params)
-        return _parse(response, PaymentPage)
+        return _parse(response, RawPaymentPage).read()
 
     async def cancel_payment(
         self,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -100,8 +101,27 @@ class PageInfo(PortOneModel):
 
 
 class PaymentPage(PortOneModel):
+    """One page of `GET /payments`; items PortOne's newer shapes make unreadable are dropped."""
+
     items: list[Payment]
     page: PageInfo
+    unreadable: int = 0
+
+
+class RawPaymentPage(PortOneModel):
+    items: list[dict[str, Any]]
+    page: PageInfo
+
+    def read(self) -> PaymentPage:
+        payments = []
+        for item in self.items:
+            try:
+                payments.append(Payment.model_validate(item))
+            except ValidationError:
+                continue
+        return PaymentPage(
+            items=payments, page=self.page, unreadable=len(self.items) - len(payments)
+        )
 
 
 class RefundAccount(PortOneModel):

@@ -1,0 +1,153 @@
+"""PortOne's webhooks: verify, store raw, claim once, then sync through the one path.
+
+A delivery row is claimed by the request that inserts it (or that finds it FAILED, or
+abandoned past its lease), so duplicates, concurrent or not, reach PortOne once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.dialects.postgresql import insert
+
+from app.db import Sessions
+from app.errors import WebhookPayloadInvalid, WebhookSignatureInvalid
+from app.orders.service import find_by_payment_id
+from app.payments.models import DeliveryStatus, WebhookDelivery
+from app.payments.sync import PaymentSync, Source
+from app.portone import webhooks
+from app.portone.errors import PaymentNotFound
+from app.portone.webhooks import WebhookEvent
+
+LEASE = timedelta(seconds=60)
+
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+
+
+class WebhookInbox:
+    def __init__(
+        self,
+        sessions: Sessions,
+        sync: PaymentSync,
+        *,
+        keys: Sequence[bytes],
+        store_id: str,
+        tolerance_seconds: int,
+    ) -> None:
+        self._sessions = sessions
+        self._sync = sync
+        self._keys = keys
+        self._store_id = store_id
+        self._tolerance = tolerance_seconds
+
+    async def receive(self, headers: Mapping[str, str], body: bytes) -> Outcome:
+        try:
+            webhook_id = webhooks.verify(
+                self._keys, headers, body, now=time.time(), tolerance_seconds=self._tolerance
+            )
+        except webhooks.InvalidSignature as exc:
+            raise WebhookSignatureInvalid(str(exc)) from None
+        try:
+            event = webhooks.parse_event(body)
+        except webhooks.InvalidPayload as exc:
+            await self._store_invalid(webhook_id, body, str(exc))
+            raise WebhookPayloadInvalid(str(exc)) from None
+        if not await self._claim(webhook_id, body, event):
+            return Outcome.DUPLICATE
+        return await self.process(webhook_id, event)
+
+    async def process(self, webhook_id: str, event: WebhookEvent) -> Outcome:
+        """Apply a claimed delivery; a failure marks it FAILED (to be retried) and re-raises."""
+        try:
+            status, detail = await self._apply(event)
+        except Exception as exc:
+            await self._finish(webhook_id, DeliveryStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        await self._finish(webhook_id, status, detail)
+        return Outcome.PROCESSED if status == DeliveryStatus.PROCESSED else Outcome.IGNORED
+
+    async def _apply(self, event: WebhookEvent) -> tuple[DeliveryStatus, str]:
+        if not event.is_transaction or event.payment_id is None:
+            return DeliveryStatus.IGNORED, f"{event.type}: not a payment event"
+        if event.store_id is not None and event.store_id != self._store_id:
+            return DeliveryStatus.IGNORED, f"store {event.store_id} is not ours"
+        if await find_by_payment_id(self._sessions, event.payment_id) is None:
+            return DeliveryStatus.IGNORED, "no order has this paymentId"
+        try:
+            observation = await self._sync.sync(event.payment_id, Source.WEBHOOK)
+        except PaymentNotFound:
+            return DeliveryStatus.IGNORED, "PortOne has no payment with this id"
+        return (
+            DeliveryStatus.PROCESSED,
+            f"{observation.from_status} -> {observation.order.status}",
+        )
+
+    async def _claim(self, webhook_id: str, body: bytes, event: WebhookEvent) -> bool:
+        now = func.now()
+        lease = now + LEASE
+        table = WebhookDelivery.__table__
+        statement = (
+            insert(WebhookDelivery)
+            .values(
+                webhook_id=webhook_id,
+                body=_text_of(body),
+                type=event.type[:100],
+                payment_id=event.payment_id,
+                status=DeliveryStatus.PROCESSING,
+                lease_until=lease,
+            )
+            .on_conflict_do_update(
+                index_elements=[WebhookDelivery.webhook_id],
+                set_={
+                    "status": DeliveryStatus.PROCESSING,
+                    "lease_until": lease,
+                    "attempts": table.c.attempts + 1,
+                },
+                where=or_(
+                    table.c.status == DeliveryStatus.FAILED,
+                    (table.c.status == DeliveryStatus.PROCESSING) & (table.c.lease_until < now),
+                ),
+            )
+            .returning(WebhookDelivery.id)
+        )
+        async with self._sessions() as session, session.begin():
+            return await session.scalar(statement) is not None
+
+    async def _store_invalid(self, webhook_id: str, body: bytes, reason: str) -> None:
+        statement = (
+            insert(WebhookDelivery)
+            .values(
+                webhook_id=webhook_id,
+                body=_text_of(body),
+                status=DeliveryStatus.INVALID,
+                outcome=reason,
+                processed_at=func.now(),
+            )
+            .on_conflict_do_nothing(index_elements=[WebhookDelivery.webhook_id])
+        )
+        async with self._sessions() as session, session.begin():
+            await session.execute(statement)
+
+    async def _finish(self, webhook_id: str, status: DeliveryStatus, outcome: str) -> None:
+        statement = (
+            update(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook_id)
+            .values(
+                status=status, outcome=outcome[:2000], processed_at=func.now(), lease_until=None
+            )
+        )
+        async with self._sessions() as session, session.begin():
+            await session.execute(statement)
+
+
+def _text_of(body: bytes) -> str:
+    # Postgres text cannot hold NUL; the raw body is kept for people to read, not re-verified.
+    return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -1,0 +1,245 @@
+"""The reconciler: catches whatever the browser's call and the webhooks missed.
+
+One pass, run by one replica at a time (a Postgres advisory lock):
+
+1. re-fetch every order still PENDING (older than a minute, younger than a week),
+   every AWAITING_DEPOSIT order, and every payment whose webhook failed;
+2. read PortOne's list of payments whose status changed since the last pass, which
+   catches cancellations made in PortOne's console.
+
+Everything is applied through `PaymentSync`, like the endpoints do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import Sessions
+from app.orders.models import Order, OrderStatus
+from app.payments.models import DeliveryStatus, ReconcilerCheckpoint, WebhookDelivery
+from app.payments.sync import PaymentSync, Source
+from app.portone.client import PortOneClient
+from app.portone.errors import PaymentNotFound
+from app.portone.models import Payment
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = 0x706F72746F6E65  # "portone"
+CONCURRENCY = 8
+PENDING_MIN_AGE = timedelta(minutes=1)
+PENDING_MAX_AGE = timedelta(days=7)
+FIRST_LOOKBACK = timedelta(days=1)
+CHANGES_OVERLAP = timedelta(minutes=5)  # PortOne's clock and ours may disagree a little
+PAGE_SIZE = 100
+MAX_PAGES = 100
+CHECKPOINT = "payments-changed"
+
+
+@dataclass
+class PassSummary:
+    checked: int = 0
+    changed: int = 0
+    failed: int = 0
+    skipped: bool = False  # another replica was running a pass
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: Sessions,
+        portone: PortOneClient,
+        sync: PaymentSync,
+        *,
+        store_id: str,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._portone = portone
+        self._sync = sync
+        self._store_id = store_id
+        self._stopping = stopping or asyncio.Event()
+
+    async def run_pass(self) -> PassSummary:
+        async with self._engine.connect() as connection:
+            locked = await connection.scalar(select(func.pg_try_advisory_lock(LOCK_KEY)))
+            await connection.commit()
+            if not locked:
+                return PassSummary(skipped=True)
+            try:
+                summary = PassSummary()
+                await self._refetch(await self._unsettled_payment_ids(), summary)
+                await self._read_changes(summary)
+                return summary
+            finally:
+                # The lock belongs to the session: release it before the pool reuses it.
+                await connection.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
+                await connection.commit()
+
+    async def _unsettled_payment_ids(self) -> list[str]:
+        now = func.now()
+        orders = select(Order.payment_id).where(
+            or_(
+                (Order.status == OrderStatus.PENDING)
+                & (Order.created_at < now - PENDING_MIN_AGE)
+                & (Order.created_at > now - PENDING_MAX_AGE),
+                Order.status == OrderStatus.AWAITING_DEPOSIT,
+            )
+        )
+        deliveries = select(WebhookDelivery.payment_id).where(
+            WebhookDelivery.payment_id.is_not(None),
+            or_(
+                WebhookDelivery.status == DeliveryStatus.FAILED,
+                (WebhookDelivery.status == DeliveryStatus.PROCESSING)
+                & (WebhookDelivery.lease_until < now),
+            ),
+        )
+        async with self._sessions() as session:
+            found = await session.scalars(orders.union(deliveries))
+            return [payment_id for payment_id in found if payment_id is not None]
+
+    async def _refetch(self, payment_ids: Iterable[str], summary: PassSummary) -> None:
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(payment_id: str) -> None:
+            async with limit:
+                if self._stopping.is_set():
+                    return
+                summary.checked += 1
+                try:
+                    observation = await self._sync.sync(payment_id, Source.RECONCILE)
+                except PaymentNotFound:
+                    await self._settle_deliveries(payment_id)
+                    return  # the payment window was never opened: nothing to do yet
+                except Exception:
+                    summary.failed += 1
+                    logger.exception("reconcile failed for payment %s", payment_id)
+                    return
+                summary.changed += observation.changed
+                await self._settle_deliveries(payment_id)
+
+        await asyncio.gather(*(one(payment_id) for payment_id in payment_ids))
+
+    async def _settle_deliveries(self, payment_id: str) -> None:
+        """A failed webhook whose payment has just been re-fetched has served its purpose."""
+        statement = (
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.payment_id == payment_id,
+                WebhookDelivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.PROCESSING]),
+                or_(
+                    WebhookDelivery.lease_until.is_(None),
+                    WebhookDelivery.lease_until < func.now(),
+                ),
+            )
+            .values(
+                status=DeliveryStatus.PROCESSED,
+                outcome="applied by the reconciler",
+                processed_at=func.now(),
+                lease_until=None,
+            )
+        )
+        async with self._sessions() as session, session.begin():
+            await session.execute(statement)
+
+    async def _read_changes(self, summary: PassSummary) -> None:
+        """Apply PortOne's list of payments whose status changed since the last pass."""
+        until = datetime.now(UTC)
+        since = await self._checkpoint(until) - CHANGES_OVERLAP
+        for number in range(MAX_PAGES):
+            if self._stopping.is_set():
+                return
+            try:
+                page = await self._portone.list_payments(
+                    _changes_query(self._store_id, since, until, number)
+                )
+            except Exception:
+                summary.failed += 1
+                logger.exception("reading PortOne's changed payments failed")
+                return
+            await self._apply_changes(page.items, summary)
+            if not page.items or (number + 1) * PAGE_SIZE >= page.page.total_count:
+                break
+        await self._save_checkpoint(until)
+
+    async def _apply_changes(self, payments: list[Payment], summary: PassSummary) -> None:
+        by_id = {payment.id: payment for payment in payments}
+        async with self._sessions() as session:
+            ours = await session.execute(
+                select(Order.payment_id, Order.portone_status, Order.status_changed_at).where(
+                    Order.payment_id.in_(by_id)
+                )
+            )
+            rows = ours.all()
+        for payment_id, portone_status, applied_at in rows:
+            payment = by_id[payment_id]
+            if payment.status == portone_status and payment.status_changed_at == applied_at:
+                continue
+            summary.checked += 1
+            try:
+                observation = await self._sync.apply(payment_id, payment, Source.RECONCILE)
+            except Exception:
+                summary.failed += 1
+                logger.exception("applying PortOne's change to %s failed", payment_id)
+                continue
+            summary.changed += observation.changed
+
+    async def _checkpoint(self, now: datetime) -> datetime:
+        async with self._sessions() as session:
+            saved = await session.get(ReconcilerCheckpoint, CHECKPOINT)
+        return saved.changed_until if saved else now - FIRST_LOOKBACK
+
+    async def _save_checkpoint(self, until: datetime) -> None:
+        statement = insert(ReconcilerCheckpoint).values(name=CHECKPOINT, changed_until=until)
+        statement = statement.on_conflict_do_update(
+            index_elements=[ReconcilerCheckpoint.name], set_={"changed_until": until}
+        )
+        async with self._sessions() as session, session.begin():
+            await session.execute(statement)
+
+
+def _changes_query(store_id: str, since: datetime, until: datetime, page: int) -> dict[str, Any]:
+    return {
+        "page": {"number": page, "size": PAGE_SIZE},
+        "filter": {
+            "storeId": store_id,
+            "timestampType": "STATUS_CHANGED_AT",
+            "from": _rfc3339(since),
+            "until": _rfc3339(until),
+        },
+    }
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def run_forever(reconciler: Reconciler, interval: float, stopping: asyncio.Event) -> None:
+    """The in-process loop: a pass every `interval` seconds until `stopping` is set."""
+    while True:
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=interval)
+            return
+        except TimeoutError:
+            pass
+        try:
+            summary = await reconciler.run_pass()
+        except Exception:
+            logger.exception("reconciler pass failed")
+            continue
+        if not summary.skipped:
+            logger.info("reconciler pass: %s", summary)

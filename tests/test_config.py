@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import REQUIRED_IN_LIVE, ConfigurationError, Settings, load_settings
+
+LIVE = {
+    "DATABASE_URL": "postgresql+asyncpg://verifier:db-password-0451@db.internal:5432/verifier",
+    "PORTONE_API_SECRET": "portone-api-secret-0451",
+    "PORTONE_STORE_ID": "store-0451",
+    "PORTONE_WEBHOOK_SECRETS": "whsec_c2VjcmV0LW9uZS0wNDUx, whsec_c2VjcmV0LXR3by0wNDUx",
+    "INTERNAL_API_TOKEN": "internal-api-token-0451",
+}
+SECRETS = [
+    "portone-api-secret-0451",
+    "whsec_c2VjcmV0LW9uZS0wNDUx",
+    "whsec_c2VjcmV0LXR3by0wNDUx",
+    "c2VjcmV0LW9uZS0wNDUx",
+    "internal-api-token-0451",
+    "whsec_b3JkZXItZXZlbnRzLTA0NTE=",
+]
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No configuration at all: no variable the settings read, and no `.env` to fall back on."""
+    for name in list(os.environ):
+        if name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+def live(environment: pytest.MonkeyPatch, **overrides: str) -> None:
+    for name, value in (LIVE | overrides).items():
+        environment.setenv(name, value)
+
+
+def load_or_refusal() -> Settings | ConfigurationError:
+    try:
+        return load_settings()
+    except ConfigurationError as refused:
+        return refused
+
+
+def test_live_mode_without_configuration_names_every_missing_variable_on_one_line(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert "\n" not in message
+    for name in REQUIRED_IN_LIVE:
+        assert name in message
+
+
+@pytest.mark.parametrize("missing", REQUIRED_IN_LIVE)
+def test_live_mode_names_exactly_the_missing_variable(
+    environment: pytest.MonkeyPatch, missing: str
+) -> None:
+    live(environment)
+    environment.delenv(missing)
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+
+    message = str(raised.value)
+    assert missing in message
+    assert [name for name in REQUIRED_IN_LIVE if name in message] == [missing]
+
+
+def test_live_mode_treats_an_empty_variable_as_missing(environment: pytest.MonkeyPatch) -> None:
+    live(environment, INTERNAL_API_TOKEN="")
+
+    with pytest.raises(ConfigurationError, match="INTERNAL_API_TOKEN"):
+        load_settings()
+
+
+def test_serve_without_configuration_exits_with_the_missing_variables_on_stderr(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        env={"PATH": os.environ["PATH"]},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for name in REQUIRED_IN_LIVE:
+        assert name in lines[0]
+
+
+def test_complete_live_configuration_loads(environment: pytest.MonkeyPatch) -> None:
+    live(environment)
+
+    settings = load_settings()
+
+    assert settings.portone_mode == "live"
+    assert settings.store_id == "store-0451"
+    assert settings.api_secret == "portone-api-secret-0451"
+    assert str(settings.portone_api_base_url).rstrip("/") == "https://api.portone.io"
+    assert settings.accept_test_payments is False
+    assert settings.portone_pre_register is False
+    assert settings.auto_cancel_on_mismatch is True
+    assert settings.webhook_tolerance_seconds == 300
+    assert settings.reconcile_interval_seconds == 60
+    assert settings.cors_allow_origins == []
+    assert settings.order_events_url is None
+
+
+def test_sandbox_mode_generates_what_live_mode_requires(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("PORTONE_MODE", "sandbox")
+
+    settings = load_settings()
+
+    assert settings.portone_mode == "sandbox"
+    assert settings.api_secret
+    assert settings.store_id
+    assert settings.portone_webhook_secrets
+    assert settings.portone_webhook_secrets[0].get_secret_value().startswith("whsec_")
+    assert settings.internal_api_token is not None
+    assert settings.internal_api_token.get_secret_value()
+    assert settings.accept_test_payments is True
+
+
+def test_sandbox_mode_keeps_what_is_set(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("PORTONE_MODE", "sandbox")
+    environment.setenv("INTERNAL_API_TOKEN", "chosen-token")
+    environment.setenv("PORTONE_ACCEPT_TEST_PAYMENTS", "false")
+
+    settings = load_settings()
+
+    assert settings.internal_api_token is not None
+    assert settings.internal_api_token.get_secret_value() == "chosen-token"
+    assert settings.accept_test_payments is False
+
+
+def test_sandbox_generates_webhook_secrets_in_standard_webhooks_form(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    environment.setenv("PORTONE_MODE", "sandbox")
+
+    # Generated secrets are random; enough draws that an alphabet slip cannot hide.
+    for _ in range(20):
+        secret = load_settings().portone_webhook_secrets[0].get_secret_value()
+        assert secret.startswith("whsec_")
+        assert base64.b64decode(secret.removeprefix("whsec_"), validate=True), secret
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://verifier:pw@db.internal:5432/verifier",
+        "postgres://verifier:pw@db.internal:5432/verifier",
+        "postgresql+asyncpg://verifier:pw@db.internal:5432/verifier",
+    ],
+)
+def test_database_url_selects_the_asyncpg_driver(environment: pytest.MonkeyPatch, url: str) -> None:
+    live(environment, DATABASE_URL=url)
+
+    settings = load_settings()
+
+    assert settings.database_url is not None
+    expected = "postgresql+asyncpg://verifier:pw@db.internal:5432/verifier"
+    assert settings.database_url.get_secret_value() == expected
+
+
+def test_database_url_of_another_database_refuses_to_start(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    live(environment, DATABASE_URL="mysql://verifier:pw@db.internal/verifier")
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+
+    assert "DATABASE_URL" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_webhook_secrets_are_split_on_commas(environment: pytest.MonkeyPatch) -> None:
+    live(environment, PORTONE_WEBHOOK_SECRETS="whsec_YQ==, whsec_Yg==")
+
+    settings = load_settings()
+
+    assert [s.get_secret_value() for s in settings.portone_webhook_secrets] == [
+        "whsec_YQ==",
+        "whsec_Yg==",
+    ]
+
+
+def test_cors_origins_are_split_on_commas(environment: pytest.MonkeyPatch) -> None:
+    live(environment, CORS_ALLOW_ORIGINS="https://shop.example, https://m.shop.example")
+
+    settings = load_settings()
+
+    assert settings.cors_allow_origins == ["https://shop.example", "https://m.shop.example"]
+
+
+def test_settings_never_show_secrets(environment: pytest.MonkeyPatch) -> None:
+    live(
+        environment,
+        ORDER_EVENTS_URL="https://shop.example/order-events",
+        ORDER_EVENTS_SECRET="whsec_b3JkZXItZXZlbnRzLTA0NTE=",
+    )
+
+    settings = load_settings()
+
+    for shown in (repr(settings), str(settings)):
+        for secret in SECRETS:
+            assert secret not in shown
+
+
+def test_settings_never_show_the_database_password(environment: pytest.MonkeyPatch) -> None:
+    live(environment)
+
+    settings = load_settings()
+
+    assert "db-password-0451" not in repr(settings)
+    assert "db-password-0451" not in str(settings)
+
+
+def test_configuration_error_never_shows_secrets(environment: pytest.MonkeyPatch) -> None:
+    live(environment, ORDER_EVENTS_URL="https://shop.example/order-events")
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+
+    for secret in [*SECRETS, "db-password-0451"]:
+        assert secret not in str(raised.value)
+
+
+def test_order_events_url_without_secret_refuses_to_start(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    live(environment, ORDER_EVENTS_URL="https://shop.example/order-events")
+
+    with pytest.raises(ConfigurationError, match="ORDER_EVENTS_SECRET") as raised:
+        load_settings()
+
+    assert "\n" not in str(raised.value)
+
+
+def test_order_events_url_with_secret_loads(environment: pytest.MonkeyPatch) -> None:
+    live(
+        environment,
+        ORDER_EVENTS_URL="https://shop.example/order-events",
+        ORDER_EVENTS_SECRET="whsec_b3JkZXItZXZlbnRzLTA0NTE=",
+    )
+
+    settings = load_settings()
+
+    assert str(settings.order_events_url) == "https://shop.example/order-events"
+
+
+def test_sandbox_never_sends_unsigned_order_events(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("PORTONE_MODE", "sandbox")
+    environment.setenv("ORDER_EVENTS_URL", "https://shop.example/order-events")
+
+    outcome = load_or_refusal()
+
+    if isinstance(outcome, ConfigurationError):
+        assert "ORDER_EVENTS_SECRET" in str(outcome)
+    else:
+        assert outcome.order_events_secret is not None

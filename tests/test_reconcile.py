@@ -1,0 +1,208 @@
+"""The reconciler repairs what the browser and the webhooks missed."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import pytest
+import respx
+
+from app.__main__ import reconcile
+from app.config import Settings
+from app.services import Services
+from tests.helpers import (
+    age_order,
+    create_order,
+    order_row,
+    portone_lists,
+    portone_returns,
+    post_webhook,
+)
+from tests.portone_payloads import payment_body
+
+
+async def test_missed_paid_is_repaired(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    order = await create_order(client)
+    await age_order(db, order["orderId"], minutes=5)
+    portone_returns(portone, order["paymentId"])
+    portone_lists(portone)
+
+    summary = await services.reconciler().run_pass()
+
+    assert (summary.checked, summary.changed, summary.failed) == (1, 1, 0)
+    assert (await order_row(db, order["orderId"]))["status"] == "PAID"
+    events = await db.fetch("SELECT source FROM order_events WHERE order_id = $1", order["orderId"])
+    assert [e["source"] for e in events] == ["reconcile"]
+
+
+async def test_young_and_old_pending_orders_are_left_alone(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    young = await create_order(client)
+    old = await create_order(client)
+    await age_order(db, old["orderId"], minutes=8 * 24 * 60)
+    young_route = portone_returns(portone, young["paymentId"])
+    old_route = portone_returns(portone, old["paymentId"])
+    portone_lists(portone)
+
+    summary = await services.reconciler().run_pass()
+
+    assert summary.checked == 0
+    assert young_route.call_count == old_route.call_count == 0
+    assert (await order_row(db, young["orderId"]))["status"] == "PENDING"
+
+
+async def test_missed_deposit_is_repaired(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    order = await create_order(client)
+    issued = datetime.now(UTC) - timedelta(hours=2)
+    route = portone_returns(
+        portone,
+        order["paymentId"],
+        status="VIRTUAL_ACCOUNT_ISSUED",
+        virtual_account=True,
+        status_changed_at=issued,
+    )
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    assert (await order_row(db, order["orderId"]))["status"] == "AWAITING_DEPOSIT"
+    route.respond(200, json=payment_body(order["paymentId"], virtual_account=True))
+    portone_lists(portone)
+
+    summary = await services.reconciler().run_pass()
+
+    assert summary.changed == 1
+    assert (await order_row(db, order["orderId"]))["status"] == "PAID"
+
+
+async def test_console_cancellation_is_caught_from_the_changed_payments_list(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    order = await create_order(client)
+    paid_at = datetime.now(UTC) - timedelta(hours=1)
+    portone_returns(portone, order["paymentId"], status_changed_at=paid_at)
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    cancelled = payment_body(
+        order["paymentId"],
+        status="CANCELLED",
+        cancelled=10_000,
+        status_changed_at=paid_at + timedelta(minutes=30),
+    )
+    listing = portone_lists(portone, cancelled, payment_body("pay_of_someone_else"))
+
+    summary = await services.reconciler().run_pass()
+
+    assert summary.changed == 1
+    row = await order_row(db, order["orderId"])
+    assert (row["status"], row["refunded_amount"]) == ("REFUNDED", 10_000)
+    query = json.loads(listing.calls.last.request.url.params["requestBody"])
+    assert query["filter"]["timestampType"] == "STATUS_CHANGED_AT"
+    assert query["filter"]["storeId"] == services.settings.store_id
+    checkpoint = await db.fetchval("SELECT changed_until FROM reconciler_checkpoints")
+    assert checkpoint is not None
+
+    again = await services.reconciler().run_pass()
+    assert (again.checked, again.changed) == (0, 0)
+
+
+async def test_failed_webhook_is_finished_by_the_reconciler(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    order = await create_order(client)
+    route = portone.get(f"/payments/{order['paymentId']}").respond(500)
+    failed = await post_webhook(client, order["paymentId"], webhook_id="msg_lost")
+    assert failed.status_code == 503
+    # The order is PAID at PortOne and the browser never came back; PortOne gave up.
+    route.respond(200, json=payment_body(order["paymentId"]))
+    portone_lists(portone)
+
+    summary = await services.reconciler().run_pass()
+
+    assert summary.changed == 1
+    assert (await order_row(db, order["orderId"]))["status"] == "PAID"
+    status = await db.fetchval(
+        "SELECT status FROM webhook_deliveries WHERE webhook_id = 'msg_lost'"
+    )
+    assert status == "PROCESSED"
+
+
+async def test_one_failing_order_does_not_stop_the_pass(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    broken = await create_order(client)
+    fine = await create_order(client)
+    for order in (broken, fine):
+        await age_order(db, order["orderId"], minutes=5)
+    portone.get(f"/payments/{broken['paymentId']}").respond(500)
+    portone_returns(portone, fine["paymentId"])
+    portone_lists(portone)
+
+    summary = await services.reconciler().run_pass()
+
+    assert (summary.checked, summary.changed, summary.failed) == (2, 1, 1)
+    assert not summary.ok
+    assert (await order_row(db, fine["orderId"]))["status"] == "PAID"
+    assert (await order_row(db, broken["orderId"]))["status"] == "PENDING"
+
+
+async def test_two_reconcilers_at_once_do_the_work_once(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    order = await create_order(client)
+    await age_order(db, order["orderId"], minutes=5)
+
+    async def slow_paid(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)
+        return httpx.Response(200, json=payment_body(order["paymentId"]))
+
+    route = portone.get(f"/payments/{order['paymentId']}").mock(side_effect=slow_paid)
+    portone_lists(portone)
+
+    first, second = await asyncio.gather(
+        services.reconciler().run_pass(), services.reconciler().run_pass()
+    )
+
+    assert sorted([first.skipped, second.skipped]) == [False, True]
+    assert route.call_count == 1
+    assert (await order_row(db, order["orderId"]))["status"] == "PAID"
+
+
+@pytest.mark.usefixtures("client")
+async def test_reconcile_command_prints_a_summary_and_fails_when_the_pass_fails(
+    portone: respx.MockRouter,
+    settings: Settings,
+    db: asyncpg.Connection,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    portone.get("/payments").respond(500)
+
+    exit_code = await reconcile(settings)
+
+    assert exit_code == 1
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert printed == {"checked": 0, "changed": 0, "failed": 1, "skipped": False}
