@@ -9,6 +9,9 @@
     ├── OrderNotRefundable            409 ORDER_NOT_REFUNDABLE
     ├── RefundExceedsBalance          422 REFUND_EXCEEDS_BALANCE
     ├── IdempotencyKeyReused          409 IDEMPOTENCY_KEY_REUSED
+    ├── RefundInProgress              409 REFUND_IN_PROGRESS      (same key, still running)
+    ├── RefundConflict                409 REFUND_CONFLICT         (PortOne's balance moved)
+    ├── RefundFailed                  502 REFUND_FAILED           (PortOne refused it)
     ├── WebhookSignatureInvalid       400 WEBHOOK_SIGNATURE_INVALID
     ├── WebhookPayloadInvalid         400 WEBHOOK_PAYLOAD_INVALID
     └── DatabaseUnavailable           503 DATABASE_UNAVAILABLE    (Retry-After)
@@ -73,6 +76,18 @@ class RefundExceedsBalance(ServiceError):
 
 class IdempotencyKeyReused(ServiceError):
     status, code, title = 409, "IDEMPOTENCY_KEY_REUSED", "Idempotency key reused"
+
+
+class RefundInProgress(ServiceError):
+    status, code, title = 409, "REFUND_IN_PROGRESS", "Refund in progress"
+
+
+class RefundConflict(ServiceError):
+    status, code, title = 409, "REFUND_CONFLICT", "Refund conflicts with PortOne's balance"
+
+
+class RefundFailed(ServiceError):
+    status, code, title = 502, "REFUND_FAILED", "PortOne refused the refund"
 
 
 class WebhookSignatureInvalid(ServiceError):

@@ -13,6 +13,7 @@ from app.config import Settings, load_settings
 from app.orders.router import router as orders_router
 from app.payments.router import router as payments_router
 from app.reconcile import run_forever
+from app.refunds.router import router as refunds_router
 from app.services import open_services
 
 
@@ -46,5 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(payments_router)
     app.include_router(orders_router)
+    app.include_router(refunds_router)
     app.include_router(health.router)
     return app

@@ -3,5 +3,6 @@
 from app.db import Base
 from app.orders.models import Order, OrderEvent
 from app.payments.models import ReconcilerCheckpoint, WebhookDelivery
+from app.refunds.models import Refund
 
-__all__ = ["Base", "Order", "OrderEvent", "ReconcilerCheckpoint", "WebhookDelivery"]
+__all__ = ["Base", "Order", "OrderEvent", "ReconcilerCheckpoint", "Refund", "WebhookDelivery"]

@@ -5,7 +5,8 @@ One pass, run by one replica at a time (a Postgres advisory lock):
 1. re-fetch every order still PENDING (older than a minute, younger than a week),
    every AWAITING_DEPOSIT order, and every payment whose webhook failed;
 2. read PortOne's list of payments whose status changed since the last pass, which
-   catches cancellations made in PortOne's console.
+   catches cancellations made in PortOne's console;
+3. retry every compensation still owed.
 
 Everything is applied through `PaymentSync`, like the endpoints do.
 """
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import Sessions
 from app.orders.models import Order, OrderStatus
+from app.payments.compensation import Compensator
 from app.payments.models import DeliveryStatus, ReconcilerCheckpoint, WebhookDelivery
 from app.payments.sync import PaymentSync, Source
 from app.portone.client import PortOneClient
@@ -49,6 +51,7 @@ class PassSummary:
     checked: int = 0
     changed: int = 0
     failed: int = 0
+    compensated: int = 0
     skipped: bool = False  # another replica was running a pass
 
     @property
@@ -63,6 +66,7 @@ class Reconciler:
         sessions: Sessions,
         portone: PortOneClient,
         sync: PaymentSync,
+        compensator: Compensator,
         *,
         store_id: str,
         stopping: asyncio.Event | None = None,
@@ -71,6 +75,7 @@ class Reconciler:
         self._sessions = sessions
         self._portone = portone
         self._sync = sync
+        self._compensator = compensator
         self._store_id = store_id
         self._stopping = stopping or asyncio.Event()
 
@@ -84,6 +89,7 @@ class Reconciler:
                 summary = PassSummary()
                 await self._refetch(await self._unsettled_payment_ids(), summary)
                 await self._read_changes(summary)
+                await self._compensate(summary)
                 return summary
             finally:
                 # The lock belongs to the session: release it before the pool reuses it.
@@ -133,6 +139,12 @@ class Reconciler:
                 await self._settle_deliveries(payment_id)
 
         await asyncio.gather(*(one(payment_id) for payment_id in payment_ids))
+
+    async def _compensate(self, summary: PassSummary) -> None:
+        for order_id in await self._compensator.owed_order_ids():
+            if self._stopping.is_set():
+                return
+            summary.compensated += await self._compensator.compensate(order_id)
 
     async def _settle_deliveries(self, payment_id: str) -> None:
         """A failed webhook whose payment has just been re-fetched has served its purpose."""

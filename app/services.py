@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import Sessions, new_engine, new_sessions
+from app.payments.compensation import Compensator
 from app.payments.inbox import WebhookInbox
 from app.payments.rules import Policy
 from app.payments.sync import PaymentSync
 from app.portone.client import PortOneClient, new_http_client
 from app.reconcile import Reconciler
+from app.refunds.service import Refunds
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class Services:
     sessions: Sessions
     portone: PortOneClient
     sync: PaymentSync
+    compensator: Compensator
     inbox: WebhookInbox
+    refunds: Refunds
 
     def reconciler(self, stopping: asyncio.Event | None = None) -> Reconciler:
         return Reconciler(
@@ -36,6 +40,7 @@ class Services:
             self.sessions,
             self.portone,
             self.sync,
+            self.compensator,
             store_id=self.settings.store_id,
             stopping=stopping,
         )
@@ -51,7 +56,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         sessions = new_sessions(engine)
         portone = PortOneClient(http, store_id=settings.store_id)
         policy = Policy(settings.store_id, settings.accept_test_payments)
-        sync = PaymentSync(sessions, portone, policy, auto_cancel=settings.auto_cancel_on_mismatch)
+        compensator = Compensator(sessions, portone)
+        sync = PaymentSync(
+            sessions,
+            portone,
+            policy,
+            auto_cancel=settings.auto_cancel_on_mismatch,
+            on_compensation_owed=compensator.compensate,
+        )
         inbox = WebhookInbox(
             sessions,
             sync,
@@ -59,7 +71,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             store_id=settings.store_id,
             tolerance_seconds=settings.webhook_tolerance_seconds,
         )
-        yield Services(settings, engine, sessions, portone, sync, inbox)
+        refunds = Refunds(sessions, portone, sync)
+        yield Services(settings, engine, sessions, portone, sync, compensator, inbox, refunds)
     finally:
         await http.aclose()
         await engine.dispose()

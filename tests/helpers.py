@@ -105,3 +105,22 @@ async def age_order(db: asyncpg.Connection, order_id: str, minutes: int) -> None
         order_id,
         minutes,
     )
+
+
+def portone_cancels(
+    portone: respx.MockRouter, payment_id: str, *, amount: int = 10_000, status: str = "SUCCEEDED"
+) -> respx.Route:
+    """Route POST /payments/{id}/cancel to a cancellation of `amount`."""
+    cancellation = {
+        "status": status,
+        "id": f"cancel-{payment_id}",
+        "totalAmount": amount,
+        "taxFreeAmount": 0,
+        "vatAmount": 0,
+        "reason": "test",
+        "requestedAt": "2026-11-27T00:00:00Z",
+        "cancelledAt": "2026-11-27T00:00:00Z",
+    }
+    return portone.post(f"/payments/{payment_id}/cancel").respond(
+        200, json={"cancellation": cancellation}
+    )

@@ -205,4 +205,4 @@ async def test_reconcile_command_prints_a_summary_and_fails_when_the_pass_fails(
 
     assert exit_code == 1
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert printed == {"checked": 0, "changed": 0, "failed": 1, "skipped": False}
+    assert printed == {"checked": 0, "changed": 0, "failed": 1, "compensated": 0, "skipped": False}

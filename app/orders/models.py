@@ -83,7 +83,8 @@ class Order(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
-    compensation_status: Mapped[str | None] = mapped_column(String(16))
+    compensation_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    compensation_lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(

@@ -35,8 +35,9 @@ async def create_order(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
+    pre_register = services.portone if services.settings.portone_pre_register else None
     order, created = await service.create_order(
-        services.sessions, body, idempotency_key=idempotency_key
+        services.sessions, body, idempotency_key=idempotency_key, pre_register=pre_register
     )
     if not created:
         response.status_code = status.HTTP_200_OK

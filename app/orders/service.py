@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from app.db import Sessions
 from app.errors import IdempotencyKeyReused, OrderNotFound
+from app.idempotency import fingerprint
 from app.ids import new_id
 from app.orders.models import Order, OrderEvent
 from app.orders.schemas import OrderCreate
-
-PreRegister = Callable[[str, OrderCreate], Awaitable[None]]
+from app.portone.client import PortOneClient
+from app.portone.errors import PortOneApiError, PortOneUnavailable
 
 
 async def create_order(
@@ -23,17 +22,26 @@ async def create_order(
     data: OrderCreate,
     *,
     idempotency_key: str | None,
-    pre_register: PreRegister | None = None,
+    pre_register: PortOneClient | None = None,
 ) -> tuple[Order, bool]:
-    """The new order and True, or, for a repeated idempotency key, the first order and False."""
-    request_hash = _fingerprint(data)
+    """The new order and True, or, for a repeated idempotency key, the first order and False.
+
+    With `pre_register`, PortOne learns the amount first, so it refuses a tampered one
+    itself; if PortOne fails, no order is created.
+    """
+    request_hash = fingerprint(data)
     if idempotency_key is not None:
         existing = await _by_idempotency_key(sessions, idempotency_key, request_hash)
         if existing is not None:
             return existing, False
     payment_id = new_id("pay")
     if pre_register is not None:
-        await pre_register(payment_id, data)
+        try:
+            await pre_register.pre_register(
+                payment_id, total_amount=data.amount, currency=data.currency
+            )
+        except PortOneApiError as exc:
+            raise PortOneUnavailable(f"PortOne refused the pre-registration ({exc.type})") from exc
     values = {
         "id": new_id("ord"),
         "payment_id": payment_id,
@@ -93,8 +101,3 @@ async def _by_idempotency_key(sessions: Sessions, key: str, request_hash: str) -
     if order is not None and order.request_hash != request_hash:
         raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used with another body")
     return order
-
-
-def _fingerprint(data: OrderCreate) -> str:
-    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -45,7 +45,7 @@ class Observation:
         return self.order.status != self.from_status
 
 
-CompensationHook = Callable[[Observation], Awaitable[None]]
+CompensationHook = Callable[[str, Payment], Awaitable[object]]
 
 
 class PaymentSync:
@@ -99,7 +99,7 @@ class PaymentSync:
             decision.rejection is not None and order.compensation_status == CompensationStatus.OWED
         )
         if owed and self._on_compensation_owed is not None:
-            await self._on_compensation_owed(observation)
+            await self._on_compensation_owed(order.id, payment)
         return observation
 
     def _apply_decision(self, order: Order, payment: Payment, decision: Decision) -> None:

@@ -53,6 +53,7 @@ def verify(
     tolerance_seconds: int,
 ) -> str:
     """Check a delivery against every key (rotation keeps two alive); return its webhook-id."""
+    headers = {name.lower(): value for name, value in headers.items()}
     webhook_id = _header(headers, "webhook-id")
     timestamp = _header(headers, "webhook-timestamp")
     signatures = _header(headers, "webhook-signature")

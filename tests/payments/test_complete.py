@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,15 @@ from app.payments.sync import Source
 from app.portone.models import Payment
 from app.services import Services
 from tests.conftest import make_settings
-from tests.helpers import create_order, events, order_row, portone_returns, transitions
-from tests.portone_payloads import payment_body
+from tests.helpers import (
+    create_order,
+    events,
+    order_row,
+    portone_cancels,
+    portone_returns,
+    transitions,
+)
+from tests.portone_payloads import STORE_ID, payment_body
 
 
 async def complete(client: httpx.AsyncClient, payment_id: str) -> httpx.Response:
@@ -104,7 +112,7 @@ async def test_discounted_payment_is_paid(
         pytest.param({"channel_type": "TEST"}, "TEST_CHANNEL", id="test-channel"),
     ],
 )
-async def test_payment_failing_a_check_is_rejected_and_compensation_owed(
+async def test_payment_failing_a_check_is_rejected_and_cancelled(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,
     db: asyncpg.Connection,
@@ -113,6 +121,7 @@ async def test_payment_failing_a_check_is_rejected_and_compensation_owed(
     reason: str,
 ) -> None:
     portone_returns(portone, order["paymentId"], **tampered)
+    cancel = portone_cancels(portone, order["paymentId"])
 
     response = await complete(client, order["paymentId"])
 
@@ -121,7 +130,13 @@ async def test_payment_failing_a_check_is_rejected_and_compensation_owed(
     row = await order_row(db, order["orderId"])
     assert row["status"] == "REJECTED"
     assert row["rejection_reason"] == reason
-    assert row["compensation_status"] == "OWED"
+    assert row["compensation_status"] == "DONE"
+    assert cancel.call_count == 1
+    sent = json.loads(cancel.calls.last.request.content)
+    expected_cancellable = tampered.get("total", 10_000)
+    assert sent["currentCancellableAmount"] == expected_cancellable
+    assert sent["storeId"] == STORE_ID
+    assert reason in sent["reason"]
     assert row["paid_at"] is None
     assert await transitions(db, order["orderId"]) == [("PENDING", "REJECTED")]
     fetched = await client.get(
@@ -138,6 +153,7 @@ async def test_rejected_order_completed_again_is_still_rejected_without_calling_
     order: dict[str, Any],
 ) -> None:
     route = portone_returns(portone, order["paymentId"], total=100)
+    portone_cancels(portone, order["paymentId"], amount=100)
     await complete(client, order["paymentId"])
 
     response = await complete(client, order["paymentId"])
@@ -435,13 +451,15 @@ async def test_concurrent_completions_of_a_tampered_payment_reject_once(
     order: dict[str, Any],
 ) -> None:
     portone_returns(portone, order["paymentId"], total=100)
+    cancel = portone_cancels(portone, order["paymentId"], amount=100)
 
     responses = await asyncio.gather(*(complete(client, order["paymentId"]) for _ in range(20)))
 
     for response in responses:
         assert assert_problem(response, 409, "PAYMENT_REJECTED")["reason"] == "AMOUNT_MISMATCH"
     assert await transitions(db, order["orderId"]) == [("PENDING", "REJECTED")]
-    assert (await order_row(db, order["orderId"]))["compensation_status"] == "OWED"
+    assert (await order_row(db, order["orderId"]))["compensation_status"] == "DONE"
+    assert cancel.call_count == 1
 
 
 async def test_older_snapshot_after_a_newer_cancellation_is_ignored(

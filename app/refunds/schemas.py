@@ -1,0 +1,24 @@
+"""Refund request bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StrictInt
+
+from app.schemas import StrictApiModel
+
+
+class RefundAccountIn(StrictApiModel):
+    """Where a virtual-account payment's money goes back to."""
+
+    bank: Annotated[str, Field(min_length=1, max_length=40)]
+    number: Annotated[str, Field(min_length=1, max_length=64)]
+    holder_name: Annotated[str, Field(min_length=1, max_length=200)]
+    holder_phone_number: Annotated[str, Field(max_length=40)] | None = None
+
+
+class RefundRequest(StrictApiModel):
+    amount: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    refund_account: RefundAccountIn | None = None

@@ -1,0 +1,194 @@
+"""Refunding an order at PortOne without ever refunding twice.
+
+A refund row is reserved under the order's row lock, PortOne is called with no lock
+held, and the outcome is recorded. `currentCancellableAmount` is fixed when the row is
+reserved, so every retry of one refund sends the same figure and PortOne refuses a
+second cancellation; an Idempotency-Key replays the first outcome without a call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from app.db import Sessions
+from app.errors import (
+    IdempotencyKeyReused,
+    OrderNotFound,
+    OrderNotRefundable,
+    RefundConflict,
+    RefundExceedsBalance,
+    RefundFailed,
+    RefundInProgress,
+    ServiceError,
+)
+from app.idempotency import fingerprint
+from app.ids import new_id
+from app.orders.models import Order, OrderStatus
+from app.orders.service import get_order
+from app.payments.sync import PaymentSync, Source
+from app.portone.client import PortOneClient
+from app.portone.errors import PortOneApiError, PortOneError
+from app.portone.models import RefundAccount
+from app.refunds.models import Refund, RefundStatus
+from app.refunds.schemas import RefundRequest
+
+LEASE = timedelta(seconds=60)
+REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
+REPLAYED_ERRORS: dict[str, type[ServiceError]] = {
+    error.code: error for error in (RefundConflict, RefundExceedsBalance, OrderNotRefundable)
+}
+
+
+class Refunds:
+    def __init__(self, sessions: Sessions, portone: PortOneClient, sync: PaymentSync) -> None:
+        self._sessions = sessions
+        self._portone = portone
+        self._sync = sync
+
+    async def refund(
+        self, order_id: str, request: RefundRequest, *, idempotency_key: str | None
+    ) -> Order:
+        refund, payment_id, run = await self._reserve(order_id, request, idempotency_key)
+        if not run:
+            return await self._replay(refund)
+        await self._cancel_at_portone(refund, payment_id, request)
+        return await get_order(self._sessions, order_id)
+
+    async def _reserve(
+        self, order_id: str, request: RefundRequest, key: str | None
+    ) -> tuple[Refund, str, bool]:
+        """The refund row and whether this request must call PortOne for it."""
+        request_hash = fingerprint(request)
+        async with self._sessions() as session, session.begin():
+            order = await session.get(Order, order_id, with_for_update=True)
+            if order is None:
+                raise OrderNotFound(f"no order {order_id}")
+            if key is not None:
+                earlier = await session.scalar(
+                    select(Refund).where(Refund.order_id == order_id, Refund.idempotency_key == key)
+                )
+                if earlier is not None:
+                    if earlier.request_hash != request_hash:
+                        raise IdempotencyKeyReused(
+                            f"Idempotency-Key {key!r} was used with another body"
+                        )
+                    if retry := _may_retry(earlier):
+                        earlier.status = RefundStatus.IN_PROGRESS
+                        earlier.attempts += 1
+                        earlier.lease_until = func.now() + LEASE
+                    return earlier, order.payment_id, retry
+            if order.status not in REFUNDABLE:
+                raise OrderNotRefundable(f"order is {order.status}")
+            left = order.amount - order.refunded_amount
+            amount = request.amount or left
+            if amount > left:
+                raise RefundExceedsBalance(
+                    f"refund of {amount} {order.currency} exceeds the {left} {order.currency} left"
+                )
+            refund = Refund(
+                id=new_id("rfd"),
+                order_id=order_id,
+                idempotency_key=key,
+                request_hash=request_hash,
+                amount=amount,
+                reason=request.reason,
+                cancellable_amount=left,
+                status=RefundStatus.IN_PROGRESS,
+                lease_until=func.now() + LEASE,
+            )
+            session.add(refund)
+            return refund, order.payment_id, True
+
+    async def _replay(self, refund: Refund) -> Order:
+        if refund.status == RefundStatus.IN_PROGRESS:
+            raise RefundInProgress("a request with this Idempotency-Key is still running")
+        if refund.status == RefundStatus.FAILED:
+            error = REPLAYED_ERRORS.get(refund.error_code or "", RefundFailed)
+            raise error(refund.outcome or "the refund failed")
+        return await get_order(self._sessions, refund.order_id)
+
+    async def _cancel_at_portone(
+        self, refund: Refund, payment_id: str, request: RefundRequest
+    ) -> None:
+        account = request.refund_account
+        try:
+            cancellation = await self._portone.cancel_payment(
+                payment_id,
+                reason=refund.reason,
+                current_cancellable_amount=refund.cancellable_amount,
+                amount=refund.amount,
+                refund_account=RefundAccount.model_validate(account.model_dump())
+                if account
+                else None,
+            )
+        except PortOneApiError as exc:
+            await self._refused(refund, payment_id, exc)
+        except PortOneError as exc:
+            await self._finish(refund, RefundStatus.RETRYABLE, f"PortOne did not answer: {exc}")
+            raise
+        else:
+            if cancellation.status == "FAILED":
+                await self._finish(
+                    refund, RefundStatus.FAILED, "PortOne could not cancel", RefundFailed
+                )
+                raise RefundFailed("PortOne could not cancel the payment")
+            status = (
+                RefundStatus.SUCCEEDED
+                if cancellation.status == "SUCCEEDED"
+                else RefundStatus.REQUESTED
+            )
+            await self._finish(refund, status, f"PortOne cancellation {cancellation.status}")
+            if status == RefundStatus.SUCCEEDED:
+                await self._resync(payment_id)
+
+    async def _refused(self, refund: Refund, payment_id: str, exc: PortOneApiError) -> None:
+        """PortOne refused: its balance moved (a console cancellation, a concurrent refund,
+        or this refund's own earlier attempt whose answer was lost)."""
+        order = await self._resync(payment_id)
+        if (
+            exc.type == "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN"
+            and refund.attempts > 1
+            and order is not None
+            and order.amount - order.refunded_amount == refund.cancellable_amount - refund.amount
+        ):
+            await self._finish(refund, RefundStatus.SUCCEEDED, "an earlier attempt went through")
+            return
+        error: type[ServiceError] = {
+            "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN": RefundConflict,
+            "PAYMENT_ALREADY_CANCELLED": OrderNotRefundable,
+            "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT": RefundExceedsBalance,
+        }.get(exc.type, RefundFailed)
+        detail = f"PortOne refused the cancellation ({exc.type}); the order was re-read"
+        await self._finish(refund, RefundStatus.FAILED, detail, error)
+        raise error(detail)
+
+    async def _resync(self, payment_id: str) -> Order | None:
+        try:
+            return (await self._sync.sync(payment_id, Source.REFUND)).order
+        except PortOneError:
+            return None  # the webhook or the reconciler brings the order up to date
+
+    async def _finish(
+        self,
+        refund: Refund,
+        status: RefundStatus,
+        outcome: str,
+        error: type[ServiceError] | None = None,
+    ) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(Refund, refund.id, with_for_update=True)
+            assert row is not None
+            row.status = status
+            row.outcome = outcome
+            row.error_code = error.code if error else None
+            row.lease_until = None
+
+
+def _may_retry(refund: Refund) -> bool:
+    """A refund whose PortOne call never answered, or whose runner vanished past its lease."""
+    if refund.status == RefundStatus.RETRYABLE:
+        return True
+    expired = refund.lease_until is not None and refund.lease_until < datetime.now(UTC)
+    return refund.status == RefundStatus.IN_PROGRESS and expired
