@@ -30,6 +30,9 @@ REQUIRED_IN_LIVE = (
 )
 
 
+PORTONE_API = "https://api.portone.io"
+
+
 class ConfigurationError(Exception):
     """The environment does not describe a service that can start."""
 
@@ -53,7 +56,7 @@ class Settings(BaseSettings):
 
     portone_mode: Mode = "live"
     database_url: SecretStr | None = None  # its password is a secret too
-    portone_api_base_url: AnyHttpUrl = AnyHttpUrl("https://api.portone.io")
+    portone_api_base_url: AnyHttpUrl | None = None
     portone_api_secret: SecretStr | None = None
     portone_store_id: str | None = None
     portone_channel_key: str | None = None
@@ -120,6 +123,15 @@ class Settings(BaseSettings):
     def store_id(self) -> str:
         assert self.portone_store_id is not None
         return self.portone_store_id
+
+    @property
+    def api_base_url(self) -> str:
+        return str(self.portone_api_base_url or PORTONE_API).rstrip("/")
+
+    @property
+    def emulated(self) -> bool:
+        """Sandbox mode with no PortOne URL given: the in-process emulator answers."""
+        return self.portone_mode == "sandbox" and self.portone_api_base_url is None
 
     @property
     def webhook_keys(self) -> list[bytes]:

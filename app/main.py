@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -14,7 +14,7 @@ from app.orders.router import router as orders_router
 from app.payments.router import router as payments_router
 from app.reconcile import run_forever
 from app.refunds.router import router as refunds_router
-from app.services import open_services
+from app.services import Services, open_services
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,21 +22,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
-            app.state.services = services
+        async with AsyncExitStack() as stack:
+            app.state.services = await stack.enter_async_context(_open(app, settings))
             stopping = asyncio.Event()
-            loop = None
             if settings.reconcile_interval_seconds > 0:
-                reconciler = services.reconciler(stopping)
+                reconciler = app.state.services.reconciler(stopping)
                 loop = asyncio.create_task(
                     run_forever(reconciler, settings.reconcile_interval_seconds, stopping)
                 )
-            try:
-                yield
-            finally:
-                stopping.set()
-                if loop is not None:
-                    await loop
+                stack.push_async_callback(asyncio.wait_for, loop, None)
+            stack.callback(stopping.set)
+            yield
 
     app = FastAPI(
         title="PortOne payment verification",
@@ -49,4 +45,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(refunds_router)
     app.include_router(health.router)
+    if settings.portone_mode == "sandbox":
+        from app import sandbox
+
+        sandbox.install(app)
     return app
+
+
+@asynccontextmanager
+async def _open(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
+    if settings.portone_mode != "sandbox":
+        async with open_services(settings) as services:
+            yield services
+        return
+    from app import sandbox
+
+    emulated = settings.emulated
+    async with (
+        open_services(
+            settings,
+            portone_base_url=sandbox.EMULATOR_BASE_URL if emulated else None,
+            portone_transport=sandbox.in_process(app) if emulated else None,
+        ) as services,
+        sandbox.running(app, settings),
+    ):
+        yield services

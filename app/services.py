@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -34,6 +35,11 @@ class Services:
     inbox: WebhookInbox
     refunds: Refunds
 
+    @property
+    def pre_registration(self) -> PortOneClient | None:
+        """The client that pre-registers new orders' amounts, when PORTONE_PRE_REGISTER is on."""
+        return self.portone if self.settings.portone_pre_register else None
+
     def reconciler(self, stopping: asyncio.Event | None = None) -> Reconciler:
         return Reconciler(
             self.engine,
@@ -47,11 +53,18 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings,
+    *,
+    portone_base_url: str | None = None,
+    portone_transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Services]:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set")
     engine = new_engine(settings.database_url.get_secret_value())
-    http = new_http_client(str(settings.portone_api_base_url), settings.api_secret)
+    http = new_http_client(
+        portone_base_url or settings.api_base_url, settings.api_secret, portone_transport
+    )
     try:
         sessions = new_sessions(engine)
         portone = PortOneClient(http, store_id=settings.store_id)

@@ -111,7 +111,7 @@ def test_complete_live_configuration_loads(environment: pytest.MonkeyPatch) -> N
     assert settings.portone_mode == "live"
     assert settings.store_id == "store-0451"
     assert settings.api_secret == "portone-api-secret-0451"
-    assert str(settings.portone_api_base_url).rstrip("/") == "https://api.portone.io"
+    assert settings.api_base_url == "https://api.portone.io"
     assert settings.accept_test_payments is False
     assert settings.portone_pre_register is False
     assert settings.auto_cancel_on_mismatch is True

@@ -35,9 +35,11 @@ async def create_order(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
-    pre_register = services.portone if services.settings.portone_pre_register else None
     order, created = await service.create_order(
-        services.sessions, body, idempotency_key=idempotency_key, pre_register=pre_register
+        services.sessions,
+        body,
+        idempotency_key=idempotency_key,
+        pre_register=services.pre_registration,
     )
     if not created:
         response.status_code = status.HTTP_200_OK

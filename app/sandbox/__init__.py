@@ -1,0 +1,62 @@
+"""Sandbox mode: a PortOne emulator, its customer and console, and a demo checkout page.
+
+Mounted only when PORTONE_MODE=sandbox; live code never imports this package. The
+service reaches the emulator through its ordinary PortOne client, in process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from app.config import Settings
+from app.sandbox import control, portone_api
+from app.sandbox.delivery import WebhookSender
+from app.sandbox.emulator import Emulator, EmulatorError
+from app.sandbox.state import Sandbox
+
+logger = logging.getLogger(__name__)
+
+IN_PROCESS = "http://sandbox.internal"
+EMULATOR_BASE_URL = f"{IN_PROCESS}{portone_api.router.prefix}"
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(portone_api.router)
+    app.include_router(control.router)
+    app.add_api_route("/", demo_page, include_in_schema=False)
+    app.add_exception_handler(EmulatorError, _emulator_error)
+
+
+def in_process(app: FastAPI) -> httpx.ASGITransport:
+    return httpx.ASGITransport(app=app)
+
+
+@asynccontextmanager
+async def running(app: FastAPI, settings: Settings) -> AsyncIterator[Sandbox]:
+    client = httpx.AsyncClient(transport=in_process(app), base_url=IN_PROCESS, timeout=30.0)
+    sender = WebhookSender(client, settings.webhook_keys[0], settings.store_id)
+    sandbox = Sandbox(Emulator(settings.store_id), sender, settings.api_secret)
+    app.state.sandbox = sandbox
+    sender.start()
+    logger.warning("SANDBOX MODE: PortOne is emulated in this process; no real payment is made")
+    try:
+        yield sandbox
+    finally:
+        await sender.stop()
+        await client.aclose()
+
+
+async def demo_page() -> HTMLResponse:
+    return HTMLResponse(files(__package__).joinpath("demo.html").read_text(encoding="utf-8"))
+
+
+async def _emulator_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EmulatorError)
+    return portone_api.portone_error(exc)

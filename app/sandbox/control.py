@@ -1,0 +1,108 @@
+"""The sandbox's customer and console: pay, deposit, fail, cancel; and the demo's orders."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field, StrictInt
+
+from app.deps import ServicesDep
+from app.errors import OrderNotFound
+from app.orders import service as orders
+from app.orders.presenter import present_order
+from app.orders.router import OrderId
+from app.orders.schemas import OrderCreate, OrderOut
+from app.problems import problem_responses
+from app.sandbox.emulator import PaymentRequest
+from app.sandbox.state import sandbox_of
+from app.schemas import StrictApiModel
+
+router = APIRouter(prefix="/sandbox", tags=["sandbox: customer and console"])
+
+DEMO_PRODUCT = OrderCreate(order_name="Waffle trainer 2", amount=10_000)
+
+
+class Pay(StrictApiModel):
+    method: Literal["CARD", "VIRTUAL_ACCOUNT"] = "CARD"
+    amount: Annotated[StrictInt, Field(ge=0, le=10**12)] | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    channel_type: Literal["LIVE", "TEST"] = "LIVE"
+
+
+class Fail(StrictApiModel):
+    reason: Annotated[str, Field(min_length=1, max_length=200)] = "카드 한도 초과 (sandbox)"
+
+
+class ConsoleCancel(StrictApiModel):
+    amount: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
+
+
+@router.post("/payments/{payment_id}/pay", responses=problem_responses(OrderNotFound))
+async def pay(payment_id: str, body: Pay, request: Request, services: ServicesDep) -> JSONResponse:
+    """The customer pays; another amount or currency than the order's is a tampered payment."""
+    order = await orders.find_by_payment_id(services.sessions, payment_id)
+    if order is None:
+        raise OrderNotFound(f"no order has paymentId {payment_id}")
+    payment_request = PaymentRequest(
+        payment_id=payment_id,
+        order_name=order.order_name,
+        amount=order.amount if body.amount is None else body.amount,
+        currency=body.currency or order.currency,
+        method=body.method,
+        channel_type=body.channel_type,
+    )
+    sandbox = sandbox_of(request)
+    payment, kind = sandbox.emulator.pay(payment_request)
+    sandbox.sender.notify(kind, payment)
+    return JSONResponse(payment.body())
+
+
+@router.post("/payments/{payment_id}/deposit")
+async def deposit(payment_id: str, request: Request) -> JSONResponse:
+    """The customer transfers the money to the issued virtual account."""
+    sandbox = sandbox_of(request)
+    payment, kind = sandbox.emulator.deposit(payment_id)
+    sandbox.sender.notify(kind, payment)
+    return JSONResponse(payment.body())
+
+
+@router.post("/payments/{payment_id}/fail")
+async def fail(payment_id: str, request: Request, body: Fail | None = None) -> JSONResponse:
+    """The payment attempt fails (a declined card, a closed window)."""
+    sandbox = sandbox_of(request)
+    payment, kind = sandbox.emulator.fail(payment_id, (body or Fail()).reason)
+    sandbox.sender.notify(kind, payment)
+    return JSONResponse(payment.body())
+
+
+@router.post("/payments/{payment_id}/cancel")
+async def console_cancel(
+    payment_id: str, request: Request, body: ConsoleCancel | None = None
+) -> JSONResponse:
+    """A cancellation made in PortOne's console, partial when `amount` is given."""
+    sandbox = sandbox_of(request)
+    payment, _, kind = sandbox.emulator.cancel(
+        payment_id, amount=(body or ConsoleCancel()).amount, reason="cancelled in the console"
+    )
+    sandbox.sender.notify(kind, payment)
+    return JSONResponse(payment.body())
+
+
+@router.post("/checkout", status_code=201)
+async def checkout(services: ServicesDep) -> OrderOut:
+    """The demo shop's backend creating an order, so no token ever reaches the browser."""
+    order, _ = await orders.create_order(
+        services.sessions,
+        DEMO_PRODUCT,
+        idempotency_key=None,
+        pre_register=services.pre_registration,
+    )
+    return present_order(order, services.settings)
+
+
+@router.get("/orders/{order_id}", responses=problem_responses(OrderNotFound))
+async def demo_order(order_id: OrderId, services: ServicesDep) -> OrderOut:
+    """The demo page's view of its own order."""
+    return present_order(await orders.get_order(services.sessions, order_id), services.settings)

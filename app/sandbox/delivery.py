@@ -1,0 +1,107 @@
+"""Webhook delivery as PortOne does it: Standard Webhooks signed, in order, retried."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+from app.portone.webhooks import sign
+from app.sandbox.emulator import EmulatedPayment, _rfc3339
+
+logger = logging.getLogger(__name__)
+
+ATTEMPTS = 5
+FIRST_BACKOFF = 0.2
+
+LEGACY_STATUS = {
+    "Transaction.Paid": "Paid",
+    "Transaction.VirtualAccountIssued": "VirtualAccountIssued",
+    "Transaction.Failed": "Failed",
+    "Transaction.Cancelled": "Cancelled",
+    "Transaction.PartialCancelled": "PartialCancelled",
+}
+
+
+def webhook_bodies(kind: str, payment: EmulatedPayment, store_id: str) -> list[dict[str, Any]]:
+    """Both versions PortOne sends for one change: 2024-04-25, then 2024-01-01."""
+    data: dict[str, Any] = {
+        "storeId": store_id,
+        "paymentId": payment.id,
+        "transactionId": payment.transaction_id,
+    }
+    if payment.cancellations and "Cancelled" in kind:
+        data["cancellationId"] = payment.cancellations[-1].id
+    current = {"type": kind, "timestamp": _rfc3339(payment.status_changed_at), "data": data}
+    legacy = {
+        "payment_id": payment.id,
+        "tx_id": payment.transaction_id,
+        "status": LEGACY_STATUS.get(kind, kind.removeprefix("Transaction.")),
+    }
+    return [current, legacy]
+
+
+class WebhookSender:
+    """One worker, so webhooks arrive in the order the changes happened."""
+
+    def __init__(self, client: httpx.AsyncClient, key: bytes, store_id: str) -> None:
+        self._client = client
+        self._key = key
+        self._store_id = store_id
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.delivered = 0
+        self.abandoned = 0
+
+    def notify(self, kind: str, payment: EmulatedPayment) -> None:
+        for body in webhook_bodies(kind, payment, self._store_id):
+            self._queue.put_nowait(json.dumps(body, ensure_ascii=False).encode())
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run())
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far was delivered or given up on."""
+        await self._queue.join()
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            body = await self._queue.get()
+            try:
+                await self._deliver(body)
+            finally:
+                self._queue.task_done()
+
+    async def _deliver(self, body: bytes) -> None:
+        webhook_id = "sandbox_" + secrets.token_hex(12)
+        for attempt in range(ATTEMPTS):
+            timestamp = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": webhook_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(self._key, webhook_id, timestamp, body),
+            }
+            try:
+                response = await self._client.post(
+                    "/webhooks/portone", content=body, headers=headers
+                )
+                if response.is_success:
+                    self.delivered += 1
+                    return
+                logger.warning("sandbox webhook answered %s", response.status_code)
+            except Exception:
+                logger.exception("sandbox webhook delivery failed")
+            await asyncio.sleep(FIRST_BACKOFF * 2**attempt)
+        self.abandoned += 1
+        logger.warning("sandbox webhook %s abandoned after %d attempts", webhook_id, ATTEMPTS)

@@ -1,0 +1,123 @@
+"""The emulated PortOne V2 REST API under `/sandbox/portone`, with PortOne's error bodies."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.sandbox.emulator import EmulatorError
+from app.sandbox.state import sandbox_of
+
+router = APIRouter(prefix="/sandbox/portone", tags=["sandbox: PortOne emulator"])
+
+
+def portone_error(exc: EmulatorError) -> JSONResponse:
+    return JSONResponse({"type": exc.type, "message": exc.message}, status_code=exc.status)
+
+
+def _authorize(request: Request) -> None:
+    expected = f"PortOne {sandbox_of(request).api_secret}".encode()
+    presented = request.headers.get("authorization", "").encode()
+    if not hmac.compare_digest(presented, expected):
+        raise EmulatorError(401, "UNAUTHORIZED", "인증 정보가 올바르지 않습니다.")
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        raise EmulatorError(400, "INVALID_REQUEST", "요청 본문이 JSON이 아닙니다.") from None
+    if not isinstance(body, dict):
+        raise EmulatorError(400, "INVALID_REQUEST", "요청 본문이 객체가 아닙니다.")
+    return body
+
+
+def _optional_int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EmulatorError(400, "INVALID_REQUEST", f"{key} must be an integer")
+    return value
+
+
+@router.get("/payments/{payment_id}")
+async def get_payment(payment_id: str, request: Request) -> JSONResponse:
+    _authorize(request)
+    return JSONResponse(sandbox_of(request).emulator.get(payment_id).body())
+
+
+@router.post("/payments/{payment_id}/cancel")
+async def cancel_payment(payment_id: str, request: Request) -> JSONResponse:
+    _authorize(request)
+    body = await _json_body(request)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason:
+        raise EmulatorError(400, "INVALID_REQUEST", "reason is required")
+    sandbox = sandbox_of(request)
+    payment, cancellation, kind = sandbox.emulator.cancel(
+        payment_id,
+        amount=_optional_int(body, "amount"),
+        reason=reason,
+        current_cancellable_amount=_optional_int(body, "currentCancellableAmount"),
+    )
+    sandbox.sender.notify(kind, payment)
+    return JSONResponse({"cancellation": cancellation.body()})
+
+
+@router.post("/payments/{payment_id}/pre-register")
+async def pre_register(payment_id: str, request: Request) -> JSONResponse:
+    _authorize(request)
+    body = await _json_body(request)
+    amount = _optional_int(body, "totalAmount")
+    currency = body.get("currency")
+    if amount is None or not isinstance(currency, str):
+        raise EmulatorError(400, "INVALID_REQUEST", "totalAmount and currency are required")
+    sandbox_of(request).emulator.pre_register(payment_id, amount, currency)
+    return JSONResponse({})
+
+
+@router.post("/payments/{payment_id}/virtual-account/close")
+async def close_virtual_account(payment_id: str, request: Request) -> JSONResponse:
+    _authorize(request)
+    sandbox = sandbox_of(request)
+    payment, kind = sandbox.emulator.close_virtual_account(payment_id)
+    sandbox.sender.notify(kind, payment)
+    return JSONResponse({"closedAt": payment.body()["statusChangedAt"]})
+
+
+@router.get("/payments")
+async def list_payments(request: Request) -> JSONResponse:
+    """PortOne's `GET /payments`: options as JSON in the `requestBody` query parameter."""
+    _authorize(request)
+    try:
+        options = json.loads(request.query_params.get("requestBody") or "{}")
+        page = options.get("page") or {}
+        number, size = int(page.get("number", 0)), int(page.get("size", 10))
+        filters = options.get("filter") or {}
+        since = _instant(filters.get("from"))
+        until = _instant(filters.get("until"))
+    except (ValueError, TypeError, AttributeError):
+        raise EmulatorError(400, "INVALID_REQUEST", "requestBody is not valid") from None
+    matching = sandbox_of(request).emulator.changed_between(since, until)
+    items = matching[number * size : (number + 1) * size]
+    return JSONResponse(
+        {
+            "items": [payment.body() for payment in items],
+            "page": {"number": number, "size": size, "totalCount": len(matching)},
+        }
+    )
+
+
+def _instant(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("not a date-time")
+    return datetime.fromisoformat(value)
