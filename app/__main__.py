@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from dataclasses import asdict
 
+from app import logs
 from app.config import ConfigurationError, Settings, load_settings
 
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 async def reconcile(settings: Settings) -> int:
     from app.services import open_services
 
+    logs.configure(settings.log_level)
     async with open_services(settings) as services:
         summary = await services.reconciler().run_pass()
     print(json.dumps(asdict(summary)))
@@ -44,7 +47,17 @@ def serve_http(settings: Settings, host: str, port: int) -> None:
 
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, proxy_headers=True)
+    logs.configure(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=False,  # RequestContext logs each request, with its ids
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
 
 
 if __name__ == "__main__":

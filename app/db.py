@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -38,3 +40,16 @@ def new_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Asyn
 
 def new_sessions(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def migration_head() -> str | None:
+    """The newest migration this code ships (None where the migrations are not deployed)."""
+    if not ALEMBIC_INI.exists():
+        return None
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app import health, problems
 from app.config import Settings, load_settings
+from app.middleware import PublicCors, RequestContext
 from app.orders.router import router as orders_router
 from app.payments.router import router as payments_router
 from app.reconcile import run_forever
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(PublicCors, origins=settings.cors_allow_origins)
+    app.add_middleware(RequestContext)
     app.include_router(payments_router)
     app.include_router(orders_router)
     app.include_router(refunds_router)

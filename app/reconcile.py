@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import metrics
 from app.db import Sessions
 from app.orders.models import Order, OrderStatus
 from app.payments.compensation import Compensator
@@ -84,12 +85,15 @@ class Reconciler:
             locked = await connection.scalar(select(func.pg_try_advisory_lock(LOCK_KEY)))
             await connection.commit()
             if not locked:
+                metrics.reconciler_passes.labels("skipped").inc()
                 return PassSummary(skipped=True)
             try:
                 summary = PassSummary()
                 await self._refetch(await self._unsettled_payment_ids(), summary)
                 await self._read_changes(summary)
                 await self._compensate(summary)
+                metrics.reconciler_passes.labels("ok" if summary.ok else "failed").inc()
+                metrics.reconciler_repairs.inc(summary.changed)
                 return summary
             finally:
                 # The lock belongs to the session: release it before the pool reuses it.

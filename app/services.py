@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import metrics
 from app.config import Settings
-from app.db import Sessions, new_engine, new_sessions
+from app.db import Sessions, migration_head, new_engine, new_sessions
 from app.payments.compensation import Compensator
 from app.payments.inbox import WebhookInbox
 from app.payments.rules import Policy
@@ -34,6 +35,7 @@ class Services:
     compensator: Compensator
     inbox: WebhookInbox
     refunds: Refunds
+    migration_head: str | None
 
     @property
     def pre_registration(self) -> PortOneClient | None:
@@ -67,7 +69,7 @@ async def open_services(
     )
     try:
         sessions = new_sessions(engine)
-        portone = PortOneClient(http, store_id=settings.store_id)
+        portone = PortOneClient(http, store_id=settings.store_id, observe=metrics.observe_portone)
         policy = Policy(settings.store_id, settings.accept_test_payments)
         compensator = Compensator(sessions, portone)
         sync = PaymentSync(
@@ -85,7 +87,17 @@ async def open_services(
             tolerance_seconds=settings.webhook_tolerance_seconds,
         )
         refunds = Refunds(sessions, portone, sync)
-        yield Services(settings, engine, sessions, portone, sync, compensator, inbox, refunds)
+        yield Services(
+            settings,
+            engine,
+            sessions,
+            portone,
+            sync,
+            compensator,
+            inbox,
+            refunds,
+            migration_head=migration_head(),
+        )
     finally:
         await http.aclose()
         await engine.dispose()

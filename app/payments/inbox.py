@@ -14,6 +14,7 @@ from enum import StrEnum
 from sqlalchemy import func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 
+from app import logs, metrics
 from app.db import Sessions
 from app.errors import WebhookPayloadInvalid, WebhookSignatureInvalid
 from app.orders.service import find_by_payment_id
@@ -54,21 +55,28 @@ class WebhookInbox:
                 self._keys, headers, body, now=time.time(), tolerance_seconds=self._tolerance
             )
         except webhooks.InvalidSignature as exc:
+            metrics.webhooks.labels("invalid").inc()
             raise WebhookSignatureInvalid(str(exc)) from None
+        logs.bind(webhook_id=webhook_id)
         try:
             event = webhooks.parse_event(body)
         except webhooks.InvalidPayload as exc:
+            metrics.webhooks.labels("invalid").inc()
             await self._store_invalid(webhook_id, body, str(exc))
             raise WebhookPayloadInvalid(str(exc)) from None
         if not await self._claim(webhook_id, body, event):
-            return Outcome.DUPLICATE
-        return await self.process(webhook_id, event)
+            outcome = Outcome.DUPLICATE
+        else:
+            outcome = await self.process(webhook_id, event)
+        metrics.webhooks.labels(outcome).inc()
+        return outcome
 
     async def process(self, webhook_id: str, event: WebhookEvent) -> Outcome:
         """Apply a claimed delivery; a failure marks it FAILED (to be retried) and re-raises."""
         try:
             status, detail = await self._apply(event)
         except Exception as exc:
+            metrics.webhooks.labels("failed").inc()
             await self._finish(webhook_id, DeliveryStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         await self._finish(webhook_id, status, detail)

@@ -6,12 +6,14 @@ none of them has its own copy of the rules in `app.payments.rules`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import select
 
+from app import logs, metrics
 from app.db import Sessions
 from app.errors import OrderNotFound
 from app.orders.models import CompensationStatus, Order, OrderEvent, OrderStatus
@@ -19,6 +21,8 @@ from app.payments.rules import Decision, OrderTerms, Policy, decide
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
 from app.portone.models import Payment
+
+logger = logging.getLogger(__name__)
 
 PAID_STATUSES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
@@ -70,6 +74,7 @@ class PaymentSync:
         return await self.apply(payment_id, payment, source)
 
     async def apply(self, payment_id: str, payment: Payment, source: Source) -> Observation:
+        logs.bind(payment_id=payment_id)
         if payment.id != payment_id:
             # Never act on an answer about another payment: that would cancel someone else's.
             raise PortOneUnavailable(f"PortOne answered for payment {payment.id!r}")
@@ -79,6 +84,7 @@ class PaymentSync:
             )
             if order is None:
                 raise OrderNotFound(f"no order has paymentId {payment_id}")
+            logs.bind(order_id=order.id)
             from_status = order.status
             decision = decide(payment, _terms(order), self._policy)
             if not decision.stale:
@@ -94,6 +100,7 @@ class PaymentSync:
                 )
             )
         observation = Observation(order, payment, decision, from_status)
+        _count(observation)
         # Only the transaction that rejected the payment owes its compensation.
         owed = (
             decision.rejection is not None and order.compensation_status == CompensationStatus.OWED
@@ -127,3 +134,22 @@ class PaymentSync:
 
 def _terms(order: Order) -> OrderTerms:
     return OrderTerms(order.amount, order.currency, order.status, order.status_changed_at)
+
+
+def _count(observation: Observation) -> None:
+    decision = observation.decision
+    if decision.stale:
+        outcome = "stale"
+    elif observation.changed:
+        outcome = observation.order.status.lower()
+    else:
+        outcome = "unchanged"
+    metrics.verifications.labels(outcome, decision.rejection or "").inc()
+    if observation.changed:
+        logger.info(
+            "order %s: %s -> %s",
+            observation.order.id,
+            observation.from_status,
+            observation.order.status,
+            extra={"portone_status": observation.payment.status, "detail": decision.detail},
+        )

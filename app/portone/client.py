@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -60,19 +62,26 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
+Observer = Callable[[str, str, float], None]
+"""Told of every call: operation, HTTP status (or "error"), seconds."""
+
+
 class PortOneClient:
-    def __init__(self, http: httpx.AsyncClient, *, store_id: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, store_id: str, observe: Observer | None = None
+    ) -> None:
         self._http = http
         self._store_id = store_id
+        self._observe = observe
 
     async def get_payment(self, payment_id: str) -> Payment:
-        response = await self._read("GET", payment_path(payment_id))
+        response = await self._read("get_payment", "GET", payment_path(payment_id))
         return _parse(response, Payment)
 
     async def list_payments(self, body: dict[str, Any]) -> PaymentPage:
         # PortOne takes the options of this GET as JSON in the `requestBody` query parameter.
         params = {"requestBody": json.dumps(body, separators=(",", ":"))}
-        response = await self._read("GET", "/payments", params=params)
+        response = await self._read("list_payments", "GET", "/payments", params=params)
         return _parse(response, RawPaymentPage).read()
 
     async def cancel_payment(
@@ -93,18 +102,22 @@ class PortOneClient:
             body["amount"] = amount
         if refund_account is not None:
             body["refundAccount"] = refund_account.model_dump(by_alias=True, exclude_none=True)
-        response = await self._write("POST", payment_path(payment_id, "cancel"), json=body)
+        response = await self._write(
+            "cancel_payment", "POST", payment_path(payment_id, "cancel"), json=body
+        )
         return _parse(response, CancelPaymentResponse).cancellation
 
     async def close_virtual_account(self, payment_id: str) -> None:
         path = payment_path(payment_id, "virtual-account", "close")
-        await self._write("POST", path, params={"storeId": self._store_id})
+        await self._write("close_virtual_account", "POST", path, params={"storeId": self._store_id})
 
     async def pre_register(self, payment_id: str, *, total_amount: int, currency: str) -> None:
         body = {"storeId": self._store_id, "totalAmount": total_amount, "currency": currency}
-        await self._write("POST", payment_path(payment_id, "pre-register"), json=body)
+        await self._write(
+            "pre_register", "POST", payment_path(payment_id, "pre-register"), json=body
+        )
 
-    async def _read(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff."""
         try:
             async for attempt in stamina.retry_context(
@@ -115,7 +128,7 @@ class PortOneClient:
                 wait_max=1.0,
             ):
                 with attempt:
-                    response = await self._http.request(method, path, **kwargs)
+                    response = await self._send(operation, method, path, **kwargs)
                     if _is_retryable(response):
                         raise _RetryableStatus(response)
         except _RetryableStatus as exc:
@@ -124,15 +137,26 @@ class PortOneClient:
             raise _unreachable(exc) from exc
         return _checked(response)
 
-    async def _write(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _write(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Writes are not retried here: their callers persist what is owed and retry later."""
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._send(operation, method, path, **kwargs)
         except httpx.TransportError as exc:
             raise _unreachable(exc) from exc
         if _is_retryable(response):
             raise _unavailable(response)
         return _checked(response)
+
+    async def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        started = time.perf_counter()
+        status = "error"
+        try:
+            response = await self._http.request(method, path, **kwargs)
+            status = str(response.status_code)
+            return response
+        finally:
+            if self._observe is not None:
+                self._observe(operation, status, time.perf_counter() - started)
 
 
 def _unreachable(exc: httpx.TransportError) -> PortOneUnavailable:

@@ -1,0 +1,77 @@
+"""Prometheus metrics: what the service does, and whether anything is stuck."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+http_requests = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+http_duration = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+verifications = Counter(
+    "payment_verifications_total",
+    "PortOne snapshots applied to orders, by outcome (the order's status after it, or "
+    "unchanged / stale) and rejection reason.",
+    ["outcome", "reason"],
+    registry=REGISTRY,
+)
+webhooks = Counter(
+    "webhooks_total",
+    "PortOne webhook deliveries, by outcome: processed, ignored, duplicate, invalid "
+    "(signature or body), failed (PortOne or the database; PortOne retries).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+portone_requests = Counter(
+    "portone_requests_total",
+    "Calls to PortOne's API, by operation and HTTP status (or 'error' with no answer).",
+    ["operation", "status"],
+    registry=REGISTRY,
+)
+portone_duration = Histogram(
+    "portone_request_duration_seconds",
+    "Time PortOne took to answer, by operation.",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+reconciler_passes = Counter(
+    "reconciler_passes_total",
+    "Reconciler passes, by result: ok, failed (some order failed), skipped (another "
+    "replica held the lock).",
+    ["result"],
+    registry=REGISTRY,
+)
+reconciler_repairs = Counter(
+    "reconciler_repairs_total",
+    "Orders whose status a reconciler pass changed: what the browser and webhooks missed.",
+    registry=REGISTRY,
+)
+compensations_owed = Gauge(
+    "compensations_owed",
+    "Rejected payments whose cancellation PortOne has not confirmed yet.",
+    registry=REGISTRY,
+)
+oldest_unprocessed_webhook_age = Gauge(
+    "oldest_unprocessed_webhook_age_seconds",
+    "Age of the oldest stored webhook not yet processed (0 when none).",
+    registry=REGISTRY,
+)
+
+
+def observe_portone(operation: str, status: str, seconds: float) -> None:
+    portone_requests.labels(operation, status).inc()
+    portone_duration.labels(operation).observe(seconds)

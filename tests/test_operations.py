@@ -1,0 +1,321 @@
+"""What ops rely on: JSON logs without secrets, metrics, readiness, a clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import respx
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
+from tests.helpers import INTERNAL, create_order, portone_returns, post_webhook
+from tests.live_server import free_port
+from tests.portone_payloads import STORE_ID, payment_body
+
+API_SECRET = "portone-secret-that-must-not-leak"
+
+
+class _PortOne(BaseHTTPRequestHandler):
+    """A PortOne stand-in for a service in another process: every payment is PAID and no
+    payment changed lately."""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/payments":
+            page = {"items": [], "page": {"number": 0, "size": 100, "totalCount": 0}}
+        else:
+            page = payment_body(path.rsplit("/", 1)[-1])
+        body = json.dumps(page).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def portone_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PortOne)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _service_env(database_url: str, portone_url: str) -> dict[str, str]:
+    with_password = make_url(database_url).set(password="database-password-that-must-not-leak")
+    return {
+        "PATH": os.environ["PATH"],
+        "PORTONE_MODE": "live",
+        "DATABASE_URL": with_password.render_as_string(hide_password=False),
+        "PORTONE_API_BASE_URL": portone_url,
+        "PORTONE_API_SECRET": API_SECRET,
+        "PORTONE_STORE_ID": STORE_ID,
+        "PORTONE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
+        "INTERNAL_API_TOKEN": TOKEN,
+        "RECONCILE_INTERVAL_SECONDS": "0.2",
+        "LOG_LEVEL": "DEBUG",
+    }
+
+
+@contextlib.contextmanager
+def service_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.usefixtures("db")
+def test_service_logs_json_with_request_ids_never_secrets_and_stops_cleanly_on_sigterm(
+    database_url: str, portone_server: str
+) -> None:
+    env = _service_env(database_url, portone_server)
+    with service_process(env) as (base, process):
+        with httpx.Client(base_url=base, headers=INTERNAL) as http:
+            created = http.post(
+                "/orders",
+                json={"orderName": "Waffle", "amount": 10_000},
+                headers={"X-Request-ID": "req-from-the-shop"},
+            )
+            assert created.headers["x-request-id"] == "req-from-the-shop"
+            order = created.json()
+            completed = http.post("/payments/complete", json={"paymentId": order["paymentId"]})
+            assert completed.status_code == 200
+            assert len(completed.headers["x-request-id"]) == 16
+            http.post(
+                "/webhooks/portone",
+                content=b"{}",
+                headers={
+                    "webhook-id": "x",
+                    "webhook-timestamp": "1",
+                    "webhook-signature": "v1,c2Vj",
+                },
+            )
+            time.sleep(0.5)  # a reconciler pass or two
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete." in stdout
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    assert lines, stderr
+    assert all({"at", "level", "logger", "message"} <= line.keys() for line in lines)
+    requests = [line for line in lines if line["logger"] == "app.http"]
+    assert any(line.get("request_id") == "req-from-the-shop" for line in requests)
+    transition = next(line for line in lines if "PENDING -> PAID" in line["message"])
+    assert transition["payment_id"] == order["paymentId"]
+    assert transition["order_id"] == order["orderId"]
+    assert transition["request_id"]
+    assert not [line for line in lines if line["level"] in ("error", "critical")]
+    for secret in (API_SECRET, TOKEN, WEBHOOK_SECRET, "database-password-that-must-not-leak"):
+        assert secret not in stdout + stderr
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    text = (await client.get("/metrics")).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") or line.startswith(f"{name} "):
+            sample, value = line.rsplit(" ", 1)
+            if all(f'{k}="{v}"' in sample for k, v in labels.items()) or not wanted:
+                return float(value)
+    return 0.0
+
+
+async def test_metrics_count_verifications_rejections_and_webhooks(
+    client: httpx.AsyncClient, portone: respx.MockRouter
+) -> None:
+    paid_before = await metric(client, "payment_verifications_total", outcome="paid")
+    rejected_before = await metric(
+        client, "payment_verifications_total", outcome="rejected", reason="AMOUNT_MISMATCH"
+    )
+    webhooks_before = await metric(client, "webhooks_total", outcome="processed")
+    calls_before = await metric(
+        client, "portone_requests_total", operation="get_payment", status="200"
+    )
+
+    paid = await create_order(client)
+    portone_returns(portone, paid["paymentId"])
+    await client.post("/payments/complete", json={"paymentId": paid["paymentId"]})
+    forged = await create_order(client)
+    portone_returns(portone, forged["paymentId"], total=100)
+    portone.post(f"/payments/{forged['paymentId']}/cancel").respond(503)
+    await client.post("/payments/complete", json={"paymentId": forged["paymentId"]})
+    await post_webhook(client, paid["paymentId"])
+
+    assert await metric(client, "payment_verifications_total", outcome="paid") == paid_before + 1
+    assert (
+        await metric(
+            client, "payment_verifications_total", outcome="rejected", reason="AMOUNT_MISMATCH"
+        )
+        == rejected_before + 1
+    )
+    assert await metric(client, "webhooks_total", outcome="processed") == webhooks_before + 1
+    assert (
+        await metric(client, "portone_requests_total", operation="get_payment", status="200")
+        == calls_before + 3
+    )
+    assert await metric(client, "compensations_owed") == 1
+    route_label = {"route": "/payments/complete", "method": "POST", "status": "200"}
+    assert await metric(client, "http_requests_total", **route_label) >= 1
+
+
+class _Proxy:
+    """A TCP proxy in front of Postgres that the test can take down and bring back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.connections: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.connections):
+            writer.close()
+        await self.server.wait_closed()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self.target_port
+        )
+        self.connections |= {writer, upstream_writer}
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer))
+
+
+@pytest.fixture
+async def proxied_app(
+    database_url: str, db: asyncpg.Connection
+) -> AsyncIterator[tuple[FastAPI, _Proxy]]:
+    url = make_url(database_url)
+    if url.host not in ("127.0.0.1", "localhost"):
+        pytest.skip("the database is not on TCP loopback")
+    proxy = _Proxy(url.port or 5432)
+    await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    settings: Settings = make_settings(proxied)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application, proxy
+    with contextlib.suppress(Exception):
+        await proxy.stop()
+
+
+async def test_readiness_follows_the_database_down_and_back(
+    proxied_app: tuple[FastAPI, _Proxy],
+) -> None:
+    application, proxy = proxied_app
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
+        assert (await client.get("/readyz")).status_code == 200
+
+        await proxy.stop()
+        down = await client.get("/readyz")
+        assert down.status_code == 503
+        assert down.json()["code"] == "DATABASE_UNAVAILABLE"
+        assert "Retry-After" in down.headers
+        created = await client.post(
+            "/orders", json={"orderName": "W", "amount": 1}, headers=INTERNAL
+        )
+        assert created.status_code == 503
+
+        await proxy.start()
+        for _ in range(3):  # the pool drops the dead connections as it meets them
+            if (await client.get("/readyz")).status_code == 200:
+                break
+        assert (await client.get("/readyz")).status_code == 200
+        again = await client.post("/orders", json={"orderName": "W", "amount": 1}, headers=INTERNAL)
+        assert again.status_code == 201
+
+
+async def test_readiness_fails_while_migrations_are_behind(
+    client: httpx.AsyncClient, app: FastAPI, db: asyncpg.Connection
+) -> None:
+    revision = await db.fetchval("SELECT version_num FROM alembic_version")
+    await db.execute("UPDATE alembic_version SET version_num = 'older'")
+    try:
+        behind = await client.get("/readyz")
+    finally:
+        await db.execute("UPDATE alembic_version SET version_num = $1", revision)
+
+    assert behind.status_code == 503
+    assert "alembic upgrade head" in behind.json()["detail"]
+    assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_cors_allows_configured_origins_on_public_endpoints_only(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    settings = make_settings(database_url, cors_allow_origins=["https://shop.example"])
+    application = create_app(settings)
+    preflight = {
+        "Origin": "https://shop.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            public = await client.options("/payments/complete", headers=preflight)
+            internal = await client.options("/orders", headers=preflight)
+            stranger = await client.options(
+                "/payments/complete", headers=preflight | {"Origin": "https://evil.example"}
+            )
+
+    assert public.status_code == 200
+    assert public.headers["access-control-allow-origin"] == "https://shop.example"
+    assert "access-control-allow-origin" not in internal.headers
+    assert "access-control-allow-origin" not in stranger.headers
