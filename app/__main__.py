@@ -1,4 +1,4 @@
-"""`python -m app serve|reconcile`."""
+"""`python -m app serve|reconcile|deliver-events`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     commands.add_parser("reconcile", help="run one reconciler pass and print its summary")
+    commands.add_parser("deliver-events", help="deliver the order events that are due, once")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "reconcile":
         return asyncio.run(reconcile(settings))
+    if args.command == "deliver-events":
+        return asyncio.run(deliver_events(settings))
     serve_http(settings, args.host, args.port)
     return 0
 
@@ -40,6 +43,21 @@ async def reconcile(settings: Settings) -> int:
         summary = await services.reconciler().run_pass()
     print(json.dumps(asdict(summary)))
     return 0 if summary.ok else 1
+
+
+async def deliver_events(settings: Settings) -> int:
+    from app.events.delivery import new_events_client
+    from app.services import open_services
+
+    logs.configure(settings.log_level)
+    async with open_services(settings) as services, new_events_client() as http:
+        delivery = services.event_delivery(http)
+        if delivery is None:
+            print("ORDER_EVENTS_URL is not set: no order events to deliver", file=sys.stderr)
+            return 2
+        summary = await delivery.deliver_due()
+    print(json.dumps(asdict(summary)))
+    return 0 if summary.failed == 0 else 1
 
 
 def serve_http(settings: Settings, host: str, port: int) -> None:

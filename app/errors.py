@@ -4,6 +4,7 @@
     ├── ValidationFailed              422 VALIDATION_FAILED
     ├── Unauthorized                  401 UNAUTHORIZED
     ├── OrderNotFound                 404 ORDER_NOT_FOUND
+    ├── EventNotFound                 404 EVENT_NOT_FOUND
     ├── PaymentNotPaid                409 PAYMENT_NOT_PAID        (portoneStatus, failureReason)
     ├── PaymentRejected               409 PAYMENT_REJECTED        (reason)
     ├── OrderNotRefundable            409 ORDER_NOT_REFUNDABLE
@@ -47,6 +48,10 @@ class Unauthorized(ServiceError):
 
 class OrderNotFound(ServiceError):
     status, code, title = 404, "ORDER_NOT_FOUND", "Order not found"
+
+
+class EventNotFound(ServiceError):
+    status, code, title = 404, "EVENT_NOT_FOUND", "Order event not found"
 
 
 class PaymentNotPaid(ServiceError):

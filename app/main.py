@@ -10,12 +10,17 @@ from fastapi import FastAPI
 
 from app import health, problems
 from app.config import Settings, load_settings
+from app.events.delivery import new_events_client
+from app.events.delivery import run_forever as deliver_forever
+from app.events.router import router as events_router
 from app.middleware import PublicCors, RequestContext
 from app.orders.router import router as orders_router
 from app.payments.router import router as payments_router
-from app.reconcile import run_forever
+from app.reconcile import run_forever as reconcile_forever
 from app.refunds.router import router as refunds_router
 from app.services import Services, open_services
+
+EVENT_DELIVERY_INTERVAL = 1.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,15 +30,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             app.state.services = await stack.enter_async_context(_open(app, settings))
+            services: Services = app.state.services
             stopping = asyncio.Event()
+            loops = []
             if settings.reconcile_interval_seconds > 0:
-                reconciler = app.state.services.reconciler(stopping)
-                loop = asyncio.create_task(
-                    run_forever(reconciler, settings.reconcile_interval_seconds, stopping)
-                )
-                stack.push_async_callback(asyncio.wait_for, loop, None)
-            stack.callback(stopping.set)
-            yield
+                reconciler = services.reconciler(stopping)
+                interval = settings.reconcile_interval_seconds
+                loops.append(reconcile_forever(reconciler, interval, stopping))
+            http = await stack.enter_async_context(new_events_client())
+            if (delivery := services.event_delivery(http)) is not None:
+                loops.append(deliver_forever(delivery, EVENT_DELIVERY_INTERVAL, stopping))
+            running = [asyncio.create_task(loop) for loop in loops]
+            try:
+                yield
+            finally:
+                # Background loops stop between orders; in-flight requests already finished.
+                stopping.set()
+                await asyncio.gather(*running)
 
     app = FastAPI(
         title="PortOne payment verification",
@@ -47,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(orders_router)
     app.include_router(refunds_router)
+    app.include_router(events_router)
     app.include_router(health.router)
     if settings.portone_mode == "sandbox":
         from app import sandbox

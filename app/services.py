@@ -16,11 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import metrics
 from app.config import Settings
 from app.db import Sessions, migration_head, new_engine, new_sessions
+from app.events.delivery import EventDelivery
+from app.events.outbox import Outbox
 from app.payments.compensation import Compensator
 from app.payments.inbox import WebhookInbox
 from app.payments.rules import Policy
 from app.payments.sync import PaymentSync
 from app.portone.client import PortOneClient, new_http_client
+from app.portone.webhooks import decode_secret
 from app.reconcile import Reconciler
 from app.refunds.service import Refunds
 
@@ -41,6 +44,14 @@ class Services:
     def pre_registration(self) -> PortOneClient | None:
         """The client that pre-registers new orders' amounts, when PORTONE_PRE_REGISTER is on."""
         return self.portone if self.settings.portone_pre_register else None
+
+    def event_delivery(self, http: httpx.AsyncClient) -> EventDelivery | None:
+        """The outbox's delivery to ORDER_EVENTS_URL, when one is configured."""
+        url, secret = self.settings.order_events_url, self.settings.order_events_secret
+        if url is None or secret is None:
+            return None
+        key = decode_secret(secret.get_secret_value())
+        return EventDelivery(self.engine, self.sessions, http, url=str(url), key=key)
 
     def reconciler(self, stopping: asyncio.Event | None = None) -> Reconciler:
         return Reconciler(
@@ -78,6 +89,7 @@ async def open_services(
             policy,
             auto_cancel=settings.auto_cancel_on_mismatch,
             on_compensation_owed=compensator.compensate,
+            outbox=Outbox(settings) if settings.order_events_url else None,
         )
         inbox = WebhookInbox(
             sessions,

@@ -84,3 +84,8 @@ class OrderEventOut(ApiModel):
 
 class OrderEvents(ApiModel):
     events: list[OrderEventOut]
+
+
+class OrderPage(ApiModel):
+    orders: list[OrderOut]
+    next_cursor: str | None

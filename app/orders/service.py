@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from app.db import Sessions
@@ -101,3 +102,43 @@ async def _by_idempotency_key(sessions: Sessions, key: str, request_hash: str) -
     if order is not None and order.request_hash != request_hash:
         raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used with another body")
     return order
+
+
+async def changed_orders(
+    sessions: Sessions,
+    *,
+    statuses: Sequence[str],
+    updated_after: datetime | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Order]:
+    """Orders by (updated_at, id), up to the oldest write still in flight.
+
+    A transaction that has written but not committed may yet commit rows older than
+    ones already visible; stopping short of it means a client paging on never misses
+    them (they come on a later page).
+    """
+    query = select(Order).where(Order.updated_at < _write_horizon())
+    if statuses:
+        query = query.where(Order.status.in_(statuses))
+    if updated_after is not None:
+        query = query.where(Order.updated_at > updated_after)
+    if after is not None:
+        query = query.where(tuple_(Order.updated_at, Order.id) > tuple_(*after))
+    query = query.order_by(Order.updated_at, Order.id).limit(limit)
+    async with sessions() as session:
+        return list(await session.scalars(query))
+
+
+def _write_horizon() -> ColumnElement[datetime]:
+    in_flight = (
+        select(func.min(text("xact_start")))
+        .select_from(text("pg_stat_activity"))
+        .where(
+            text("datname = current_database()"),
+            text("backend_xid IS NOT NULL"),
+            text("pid <> pg_backend_pid()"),
+        )
+        .scalar_subquery()
+    )
+    return func.least(func.coalesce(in_flight, func.clock_timestamp()), func.clock_timestamp())

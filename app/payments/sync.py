@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app import logs, metrics
 from app.db import Sessions
 from app.errors import OrderNotFound
+from app.events.outbox import Outbox
 from app.orders.models import CompensationStatus, Order, OrderEvent, OrderStatus
 from app.payments.rules import Decision, OrderTerms, Policy, decide
 from app.portone.client import PortOneClient
@@ -61,12 +62,14 @@ class PaymentSync:
         *,
         auto_cancel: bool,
         on_compensation_owed: CompensationHook | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._sessions = sessions
         self._portone = portone
         self._policy = policy
         self._auto_cancel = auto_cancel
         self._on_compensation_owed = on_compensation_owed
+        self._outbox = outbox
 
     async def sync(self, payment_id: str, source: Source) -> Observation:
         """Fetch PortOne's truth (no transaction open), then apply it."""
@@ -89,6 +92,8 @@ class PaymentSync:
             decision = decide(payment, _terms(order), self._policy)
             if not decision.stale:
                 self._apply_decision(order, payment, decision)
+            if self._outbox is not None and order.status != from_status:
+                await self._outbox.add(session, order)
             session.add(
                 OrderEvent(
                     order_id=order.id,

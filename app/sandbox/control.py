@@ -42,17 +42,7 @@ class ConsoleCancel(StrictApiModel):
 @router.post("/payments/{payment_id}/pay", responses=problem_responses(OrderNotFound))
 async def pay(payment_id: str, body: Pay, request: Request, services: ServicesDep) -> JSONResponse:
     """The customer pays; another amount or currency than the order's is a tampered payment."""
-    order = await orders.find_by_payment_id(services.sessions, payment_id)
-    if order is None:
-        raise OrderNotFound(f"no order has paymentId {payment_id}")
-    payment_request = PaymentRequest(
-        payment_id=payment_id,
-        order_name=order.order_name,
-        amount=order.amount if body.amount is None else body.amount,
-        currency=body.currency or order.currency,
-        method=body.method,
-        channel_type=body.channel_type,
-    )
+    payment_request = await _attempt(services, payment_id, body)
     sandbox = sandbox_of(request)
     payment, kind = sandbox.emulator.pay(payment_request)
     sandbox.sender.notify(kind, payment)
@@ -68,11 +58,14 @@ async def deposit(payment_id: str, request: Request) -> JSONResponse:
     return JSONResponse(payment.body())
 
 
-@router.post("/payments/{payment_id}/fail")
-async def fail(payment_id: str, request: Request, body: Fail | None = None) -> JSONResponse:
+@router.post("/payments/{payment_id}/fail", responses=problem_responses(OrderNotFound))
+async def fail(
+    payment_id: str, request: Request, services: ServicesDep, body: Fail | None = None
+) -> JSONResponse:
     """The payment attempt fails (a declined card, a closed window)."""
+    payment_request = await _attempt(services, payment_id, Pay())
     sandbox = sandbox_of(request)
-    payment, kind = sandbox.emulator.fail(payment_id, (body or Fail()).reason)
+    payment, kind = sandbox.emulator.fail(payment_request, (body or Fail()).reason)
     sandbox.sender.notify(kind, payment)
     return JSONResponse(payment.body())
 
@@ -106,3 +99,18 @@ async def checkout(services: ServicesDep) -> OrderOut:
 async def demo_order(order_id: OrderId, services: ServicesDep) -> OrderOut:
     """The demo page's view of its own order."""
     return present_order(await orders.get_order(services.sessions, order_id), services.settings)
+
+
+async def _attempt(services: ServicesDep, payment_id: str, body: Pay) -> PaymentRequest:
+    """What the customer's browser asks PortOne for: the order's terms unless tampered."""
+    order = await orders.find_by_payment_id(services.sessions, payment_id)
+    if order is None:
+        raise OrderNotFound(f"no order has paymentId {payment_id}")
+    return PaymentRequest(
+        payment_id=payment_id,
+        order_name=order.order_name,
+        amount=order.amount if body.amount is None else body.amount,
+        currency=body.currency or order.currency,
+        method=body.method,
+        channel_type=body.channel_type,
+    )

@@ -179,16 +179,7 @@ class Emulator:
         current = self.payments.get(request.payment_id)
         if current is not None and current.status not in ("READY", "FAILED"):
             raise EmulatorError(409, "ALREADY_PAID", "결제가 이미 진행되었습니다.")
-        payment = EmulatedPayment(
-            id=request.payment_id,
-            store_id=self.store_id,
-            order_name=request.order_name,
-            total=request.amount,
-            currency=request.currency,
-            method=request.method,
-            channel_type=request.channel_type,
-        )
-        self.payments[payment.id] = payment
+        payment = self._new(request)
         expected = self.pre_registered.get(payment.id)
         if expected is not None and expected != (request.amount, request.currency):
             # PortOne refuses an amount that differs from the pre-registered one.
@@ -206,19 +197,11 @@ class Emulator:
             )
         return self._paid(payment)
 
-    def fail(self, payment_id: str, reason: str) -> tuple[EmulatedPayment, str]:
-        payment = self.payments.get(payment_id)
+    def fail(self, request: PaymentRequest, reason: str) -> tuple[EmulatedPayment, str]:
+        """The attempt fails; a payment never started is created for the order first."""
+        payment = self.payments.get(request.payment_id)
         if payment is None:
-            payment = EmulatedPayment(
-                id=payment_id,
-                store_id=self.store_id,
-                order_name="",
-                total=0,
-                currency="KRW",
-                method="CARD",
-                channel_type="LIVE",
-            )
-            self.payments[payment_id] = payment
+            payment = self._new(request)
         elif payment.status not in ("READY", "VIRTUAL_ACCOUNT_ISSUED", "PAY_PENDING"):
             raise EmulatorError(409, "PAYMENT_NOT_FAILABLE", f"payment is {payment.status}")
         return self._fail(payment, reason)
@@ -280,6 +263,19 @@ class Emulator:
             ),
             key=lambda p: p.status_changed_at,
         )
+
+    def _new(self, request: PaymentRequest) -> EmulatedPayment:
+        payment = EmulatedPayment(
+            id=request.payment_id,
+            store_id=self.store_id,
+            order_name=request.order_name,
+            total=request.amount,
+            currency=request.currency,
+            method=request.method,
+            channel_type=request.channel_type,
+        )
+        self.payments[payment.id] = payment
+        return payment
 
     def _paid(self, payment: EmulatedPayment) -> tuple[EmulatedPayment, str]:
         payment.paid_at = _now()
