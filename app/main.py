@@ -9,14 +9,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from app import health, problems
+from app.background import every
 from app.config import Settings, load_settings
 from app.events.delivery import new_events_client
-from app.events.delivery import run_forever as deliver_forever
 from app.events.router import router as events_router
 from app.middleware import PublicCors, RequestContext
 from app.orders.router import router as orders_router
 from app.payments.router import router as payments_router
-from app.reconcile import run_forever as reconcile_forever
 from app.refunds.router import router as refunds_router
 from app.services import Services, open_services
 
@@ -33,13 +32,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services: Services = app.state.services
             stopping = asyncio.Event()
             loops = []
-            if settings.reconcile_interval_seconds > 0:
-                reconciler = services.reconciler(stopping)
-                interval = settings.reconcile_interval_seconds
-                loops.append(reconcile_forever(reconciler, interval, stopping))
+            if (interval := settings.reconcile_interval_seconds) > 0:
+                run_pass = services.reconciler(stopping).run_pass
+                loops.append(every(interval, stopping, run_pass, "reconciler pass"))
             http = await stack.enter_async_context(new_events_client())
             if (delivery := services.event_delivery(http)) is not None:
-                loops.append(deliver_forever(delivery, EVENT_DELIVERY_INTERVAL, stopping))
+                deliver = delivery.deliver_due
+                loops.append(every(EVENT_DELIVERY_INTERVAL, stopping, deliver, "event delivery"))
             running = [asyncio.create_task(loop) for loop in loops]
             try:
                 yield

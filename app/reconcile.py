@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import metrics
+from app.background import advisory_lock
 from app.db import Sessions
 from app.orders.models import Order, OrderStatus
 from app.payments.compensation import Compensator
@@ -81,24 +82,18 @@ class Reconciler:
         self._stopping = stopping or asyncio.Event()
 
     async def run_pass(self) -> PassSummary:
-        async with self._engine.connect() as connection:
-            locked = await connection.scalar(select(func.pg_try_advisory_lock(LOCK_KEY)))
-            await connection.commit()
+        async with advisory_lock(self._engine, LOCK_KEY) as locked:
             if not locked:
                 metrics.reconciler_passes.labels("skipped").inc()
                 return PassSummary(skipped=True)
-            try:
-                summary = PassSummary()
-                await self._refetch(await self._unsettled_payment_ids(), summary)
-                await self._read_changes(summary)
-                await self._compensate(summary)
-                metrics.reconciler_passes.labels("ok" if summary.ok else "failed").inc()
-                metrics.reconciler_repairs.inc(summary.changed)
-                return summary
-            finally:
-                # The lock belongs to the session: release it before the pool reuses it.
-                await connection.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
-                await connection.commit()
+            summary = PassSummary()
+            await self._refetch(await self._unsettled_payment_ids(), summary)
+            await self._read_changes(summary)
+            await self._compensate(summary)
+        metrics.reconciler_passes.labels("ok" if summary.ok else "failed").inc()
+        metrics.reconciler_repairs.inc(summary.changed)
+        logger.info("reconciler pass: %s", summary)
+        return summary
 
     async def _unsettled_payment_ids(self) -> list[str]:
         now = func.now()
@@ -242,20 +237,3 @@ def _changes_query(store_id: str, since: datetime, until: datetime, page: int) -
 
 def _rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-async def run_forever(reconciler: Reconciler, interval: float, stopping: asyncio.Event) -> None:
-    """The in-process loop: a pass every `interval` seconds until `stopping` is set."""
-    while True:
-        try:
-            await asyncio.wait_for(stopping.wait(), timeout=interval)
-            return
-        except TimeoutError:
-            pass
-        try:
-            summary = await reconciler.run_pass()
-        except Exception:
-            logger.exception("reconciler pass failed")
-            continue
-        if not summary.skipped:
-            logger.info("reconciler pass: %s", summary)

@@ -23,6 +23,7 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
+from app.background import advisory_lock
 from app.db import Sessions
 from app.events.models import DeliveryState, OutboxEvent
 from app.portone.webhooks import sign
@@ -72,22 +73,16 @@ class EventDelivery:
 
     async def deliver_due(self) -> DeliverySummary:
         """Deliver what is due now, one batch after another, until nothing is left."""
-        async with self._engine.connect() as connection:
-            locked = await connection.scalar(select(func.pg_try_advisory_lock(LOCK_KEY)))
-            await connection.commit()
+        async with advisory_lock(self._engine, LOCK_KEY) as locked:
             if not locked:
                 return DeliverySummary(skipped=True)
-            try:
-                summary = DeliverySummary()
-                for _ in range(MAX_BATCHES):
-                    batch = await self._due()
-                    if not batch:
-                        break
-                    await self._deliver_batch(batch, summary)
-                return summary
-            finally:
-                await connection.execute(select(func.pg_advisory_unlock(LOCK_KEY)))
-                await connection.commit()
+            summary = DeliverySummary()
+            for _ in range(MAX_BATCHES):
+                batch = await self._due()
+                if not batch:
+                    break
+                await self._deliver_batch(batch, summary)
+            return summary
 
     async def _due(self) -> list[OutboxEvent]:
         earlier = aliased(OutboxEvent)
@@ -168,16 +163,3 @@ class EventDelivery:
 
 def new_events_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
-
-
-async def run_forever(delivery: EventDelivery, interval: float, stopping: asyncio.Event) -> None:
-    while True:
-        try:
-            await asyncio.wait_for(stopping.wait(), timeout=interval)
-            return
-        except TimeoutError:
-            pass
-        try:
-            await delivery.deliver_due()
-        except Exception:
-            logger.exception("order event delivery pass failed")

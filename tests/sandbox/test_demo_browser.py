@@ -11,7 +11,6 @@ from playwright.async_api import Page, async_playwright
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import make_settings
 from tests.live_server import serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("chromium") is None,
     reason="no Chromium on this machine (.ci/run installs Debian's chromium package)",
 )
-
-
-@pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(
-        database_url,
-        portone_mode="sandbox",
-        portone_api_base_url=None,
-        portone_accept_test_payments=None,
-    )
 
 
 @pytest.fixture

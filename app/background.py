@@ -1,0 +1,47 @@
+"""What the background jobs share: one replica at a time, and a steady beat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def advisory_lock(engine: AsyncEngine, key: int) -> AsyncIterator[bool]:
+    """True while this process holds the Postgres advisory lock `key`, False if another does.
+
+    The lock belongs to a connection held for the whole block; it is released before the
+    pool can hand that connection to anyone else, and by Postgres if the process dies.
+    """
+    async with engine.connect() as connection:
+        locked = bool(await connection.scalar(select(func.pg_try_advisory_lock(key))))
+        await connection.commit()
+        try:
+            yield locked
+        finally:
+            if locked:
+                await connection.execute(select(func.pg_advisory_unlock(key)))
+                await connection.commit()
+
+
+async def every(
+    interval: float, stopping: asyncio.Event, job: Callable[[], Awaitable[object]], name: str
+) -> None:
+    """Run `job` every `interval` seconds until `stopping` is set; a failure waits for the next."""
+    while True:
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=interval)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await job()
+        except Exception:
+            logger.exception("%s failed", name)
