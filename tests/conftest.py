@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.main import create_app
+from app.portone import client as portone_client
 from app.services import Services
 from tests.database import fresh_database, postgres_server
 from tests.portone_payloads import STORE_ID
@@ -68,6 +69,14 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url)
+
+
+@pytest.fixture(autouse=True)
+def _respx_can_see_portone_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """respx intercepts httpx's own transport, so the PortOne client uses it in tests; the
+    aiohttp transport of production is tested against a real server in
+    tests/portone/test_transport.py."""
+    monkeypatch.setattr(portone_client, "default_transport", httpx.AsyncHTTPTransport)
 
 
 @pytest.fixture

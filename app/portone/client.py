@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 import stamina
+from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ValidationError
 
 from app.portone.errors import (
@@ -34,6 +35,18 @@ TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 READ_ATTEMPTS = 3
 
 
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+
+
+def default_transport() -> httpx.AsyncBaseTransport:
+    """httpx's API over aiohttp's connection pool.
+
+    httpx's own pool (httpcore) spends about 1.5 ms of CPU per request under a few dozen
+    concurrent callers (encode/httpx#3215); aiohttp's spends a fifth of that.
+    """
+    return AiohttpTransport(limits=LIMITS)
+
+
 def new_http_client(
     base_url: str, secret: str, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
@@ -42,8 +55,8 @@ def new_http_client(
         base_url=base_url.rstrip("/"),
         headers={"Authorization": f"PortOne {secret}", "Accept": "application/json"},
         timeout=TIMEOUT,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
-        transport=transport,
+        limits=LIMITS,
+        transport=transport or default_transport(),
     )
 
 
