@@ -5,10 +5,27 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from app.errors import ValidationFailed
 from app.orders.models import Order
+
+ORDER_ID = re.compile(r"\Aord_[0-9A-Z]{26}\Z")
+
+
+def as_utc(at: datetime) -> datetime:
+    """An instant in UTC (naive means UTC); ValueError when UTC cannot hold it."""
+    try:
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def encode_cursor(order: Order) -> str:
@@ -20,7 +37,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         updated_at, order_id = json.loads(raw)
-        return datetime.fromisoformat(updated_at), str(order_id)
+        if not isinstance(order_id, str) or not ORDER_ID.match(order_id):
+            raise ValueError("not an order id")
+        return as_utc(datetime.fromisoformat(updated_at)), order_id
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise ValidationFailed(
             "cursor is not one this service gave out",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from app.deps import IdempotencyKey, ServicesDep, require_internal_token
 from app.errors import IdempotencyKeyReused, OrderNotFound, Unauthorized
 from app.orders import service
-from app.orders.cursor import decode_cursor, encode_cursor
+from app.orders.cursor import UtcDatetime, decode_cursor, encode_cursor
 from app.orders.models import OrderStatus
 from app.orders.presenter import present_order
 from app.orders.schemas import OrderCreate, OrderEventOut, OrderEvents, OrderOut, OrderPage
@@ -53,7 +52,7 @@ async def create_order(
 async def list_orders(
     services: ServicesDep,
     status: Annotated[list[OrderStatus], Query()] = [],  # noqa: B006 (FastAPI copies it)
-    updated_after: Annotated[datetime | None, Query(alias="updatedAfter")] = None,
+    updated_after: Annotated[UtcDatetime | None, Query(alias="updatedAfter")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
