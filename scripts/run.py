@@ -63,7 +63,9 @@ def serve(env: dict[str, str], port: int) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return child.wait()
+    code = child.wait()
+    # uvicorn re-raises the signal it shut down for: that is a clean stop.
+    return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
 
 
 def main() -> int:
