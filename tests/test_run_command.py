@@ -39,11 +39,12 @@ def _postmaster_pid(copy: Path) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for a parent that daemonising left behind."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return "\nState:\tZ" not in status
 
 
 def test_run_command_serves_the_sandbox_on_embedded_postgres_and_stops_it(
