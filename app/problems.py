@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -118,11 +119,33 @@ async def _portone_api_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(502, "PORTONE_ERROR", "PortOne refused the call", f"PortOne: {exc.type}")
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, sa_exc.DBAPIError) and not (
-        exc.connection_invalidated
-        or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+# SQLSTATE classes of a database that is not there: connection exception, insufficient
+# resources ("too many clients"), operator intervention (shutting down, starting up).
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not be reached (retry), not that a query is wrong."""
+    if isinstance(exc, OSError | sa_exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError
     ):
+        return True
+    causes = [exc.orig, getattr(exc.orig, "__cause__", None)]
+    for cause in causes:
+        if isinstance(cause, asyncpg.InterfaceError | OSError):
+            return True
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
+            return True
+    return False
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
         return await _unexpected(request, exc)
     logger.warning("database unavailable: %s", type(exc).__name__)
     error = DatabaseUnavailable("the database did not answer; retry later")

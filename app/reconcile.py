@@ -24,7 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import metrics
+from app import logs, metrics
 from app.background import advisory_lock
 from app.db import Sessions
 from app.orders.models import Order, OrderStatus
@@ -143,7 +143,8 @@ class Reconciler:
         for order_id in await self._compensator.owed_order_ids():
             if self._stopping.is_set():
                 return
-            summary.compensated += await self._compensator.compensate(order_id)
+            with logs.bound(order_id=order_id):
+                summary.compensated += await self._compensator.compensate(order_id)
 
     async def _settle_deliveries(self, payment_id: str) -> None:
         """A failed webhook whose payment has just been re-fetched has served its purpose."""
@@ -202,7 +203,8 @@ class Reconciler:
                 continue
             summary.checked += 1
             try:
-                observation = await self._sync.apply(payment_id, payment, Source.RECONCILE)
+                with logs.bound():
+                    observation = await self._sync.apply(payment_id, payment, Source.RECONCILE)
             except Exception:
                 summary.failed += 1
                 logger.exception("applying PortOne's change to %s failed", payment_id)

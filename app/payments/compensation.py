@@ -64,6 +64,8 @@ class Compensator:
         note = f"payment failed verification ({reason})"
         if payment.status in (PaymentStatus.PAID, PaymentStatus.PARTIAL_CANCELLED):
             amount = payment.cancellable_amount
+            if amount == 0:
+                return True, "nothing is left to cancel at PortOne"
             try:
                 await self._portone.cancel_payment(
                     payment.id, reason=note, current_cancellable_amount=amount

@@ -64,6 +64,7 @@ class PaymentCancellation(PortOneModel):
     status: str
     id: str | None = None
     total_amount: int = 0
+    reason: str | None = None
 
 
 class Payment(PortOneModel):

@@ -30,7 +30,7 @@ from app.orders.service import get_order
 from app.payments.sync import PaymentSync, Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneApiError, PortOneError
-from app.portone.models import RefundAccount
+from app.portone.models import Payment, RefundAccount
 from app.refunds.models import Refund, RefundStatus
 from app.refunds.schemas import RefundRequest
 
@@ -146,12 +146,12 @@ class Refunds:
     async def _refused(self, refund: Refund, payment_id: str, exc: PortOneApiError) -> None:
         """PortOne refused: its balance moved (a console cancellation, a concurrent refund,
         or this refund's own earlier attempt whose answer was lost)."""
-        order = await self._resync(payment_id)
+        payment = await self._resync(payment_id)
         if (
             exc.type == "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN"
             and refund.attempts > 1
-            and order is not None
-            and order.amount - order.refunded_amount == refund.cancellable_amount - refund.amount
+            and payment is not None
+            and await self._went_through(refund, payment)
         ):
             await self._finish(refund, RefundStatus.SUCCEEDED, "an earlier attempt went through")
             return
@@ -164,11 +164,31 @@ class Refunds:
         await self._finish(refund, RefundStatus.FAILED, detail, error)
         raise error(detail)
 
-    async def _resync(self, payment_id: str) -> Order | None:
+    async def _resync(self, payment_id: str) -> Payment | None:
         try:
-            return (await self._sync.sync(payment_id, Source.REFUND)).order
+            return (await self._sync.sync(payment_id, Source.REFUND)).payment
         except PortOneError:
             return None  # the webhook or the reconciler brings the order up to date
+
+    async def _went_through(self, refund: Refund, payment: Payment) -> bool:
+        """Whether PortOne holds a cancellation of this refund that no other refund claims:
+        one more of its amount and reason than the other refunds recorded as made."""
+        made = {"SUCCEEDED", "REQUESTED"}
+        at_portone = sum(
+            c.status in made and (c.total_amount, c.reason) == (refund.amount, refund.reason)
+            for c in payment.cancellations
+        )
+        async with self._sessions() as session:
+            claimed = await session.scalar(
+                select(func.count()).where(
+                    Refund.order_id == refund.order_id,
+                    Refund.id != refund.id,
+                    Refund.amount == refund.amount,
+                    Refund.reason == refund.reason,
+                    Refund.status.in_([RefundStatus.SUCCEEDED, RefundStatus.REQUESTED]),
+                )
+            )
+        return at_portone > (claimed or 0)
 
     async def _finish(
         self,

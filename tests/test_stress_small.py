@@ -1,0 +1,63 @@
+"""The chaos command, small and bounded: `scripts/stress.py` with 40 orders for 15 s.
+
+Two service processes on one database, a PortOne stand-in failing at random, then one
+final reconciler pass; every guarantee it checks must hold (exit code 0), and the counts
+it prints must say so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDERS = 40
+ZERO = (
+    "orders disagreeing with PortOne",
+    "repeated or illegal transitions",
+    "rejected payments not cancelled exactly once",
+    "cancels of payments that were not rejected",
+    "refunds beyond what was paid",
+    "refunds per Idempotency-Key beyond one",
+    "refunds recorded that PortOne never made",
+    "order events not delivered",
+    "order events out of order or unknown",
+    "outbox events not one per change",
+    "bad order-event signatures",
+    "5xx answers other than 503",
+    "wrong answers to callers",
+    "unhandled errors in service logs",
+)
+
+
+def test_small_stress_run_keeps_every_guarantee() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "stress.py"),
+            f"--orders={ORDERS}",
+            "--seconds=15",
+            "--seed=20261127",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, output[-5000:]
+    counts = json.loads(lines[-1].removeprefix("RESULT "))
+
+    assert run.returncode == 0, output[-5000:]
+    assert counts["ok"] is True
+    assert counts["orders checked"] == ORDERS
+    for name in ZERO:
+        assert counts[name] == 0, (name, output[-5000:])
+    transitions = counts["order events (outbox rows)"]
+    assert transitions >= ORDERS // 2  # most orders moved at least once
+    assert counts["order events delivered (distinct webhook-ids)"] == transitions
+    assert "processes stopped" in run.stdout
