@@ -87,6 +87,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's own word for a body it cannot even decode (bytes that are not UTF-8).
+        errors = [{"field": "body", "message": str(exc.detail)}]
+        return problem(
+            422, "VALIDATION_FAILED", "Request is not valid", str(exc.detail), errors=errors
+        )
     code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     title = code.replace("_", " ").capitalize()
     return problem(exc.status_code, code, title, str(exc.detail), headers=exc.headers)

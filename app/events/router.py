@@ -12,6 +12,7 @@ from app.events import service
 from app.events.models import DeliveryState, OutboxEvent
 from app.events.schemas import OrderEventDeliveries, OrderEventDelivery
 from app.problems import problem_responses
+from app.schemas import Text
 
 router = APIRouter(tags=["order events"], dependencies=[Depends(require_internal_token)])
 
@@ -48,7 +49,7 @@ async def list_order_events(
     responses=problem_responses(Unauthorized, EventNotFound, 503),
 )
 async def redeliver_order_event(
-    event_id: Annotated[str, Path(min_length=1, max_length=40)], services: ServicesDep
+    event_id: Annotated[Text, Path(min_length=1, max_length=40)], services: ServicesDep
 ) -> OrderEventDelivery:
     """Send an event again (same id), on the delivery worker's next pass."""
     return _present(await service.redeliver(services.sessions, event_id))

@@ -64,15 +64,16 @@ class Order(Base):
     status: Mapped[str] = mapped_column(String(24), default=OrderStatus.PENDING)
     rejection_reason: Mapped[str | None] = mapped_column(String(40))
 
-    portone_status: Mapped[str | None] = mapped_column(String(40))
+    portone_status: Mapped[str | None] = mapped_column(Text)
     status_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paid_amount: Mapped[int | None] = mapped_column(BigInteger)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    va_bank: Mapped[str | None] = mapped_column(String(40))
-    va_account_number: Mapped[str | None] = mapped_column(String(64))
-    va_remittee_name: Mapped[str | None] = mapped_column(String(200))
+    # As PortOne sends them: PortOne may lengthen what it sends without notice.
+    va_bank: Mapped[str | None] = mapped_column(Text)
+    va_account_number: Mapped[str | None] = mapped_column(Text)
+    va_remittee_name: Mapped[str | None] = mapped_column(Text)
     va_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     customer: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -104,7 +105,7 @@ class OrderEvent(Base):
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     source: Mapped[str] = mapped_column(String(16))
-    portone_status: Mapped[str | None] = mapped_column(String(40))
+    portone_status: Mapped[str | None] = mapped_column(Text)
     from_status: Mapped[str | None] = mapped_column(String(24))
     to_status: Mapped[str] = mapped_column(String(24))
     detail: Mapped[str | None] = mapped_column(Text)

@@ -14,10 +14,11 @@ from app.orders.models import OrderStatus
 from app.orders.presenter import present_order
 from app.orders.schemas import OrderCreate, OrderEventOut, OrderEvents, OrderOut, OrderPage
 from app.problems import problem_responses
+from app.schemas import Text
 
 router = APIRouter(tags=["orders"], dependencies=[Depends(require_internal_token)])
 
-OrderId = Annotated[str, Path(min_length=1, max_length=40)]
+OrderId = Annotated[Text, Path(min_length=1, max_length=40)]
 
 
 @router.post(

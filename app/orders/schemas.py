@@ -8,22 +8,22 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictInt, field_validator
 
-from app.schemas import ApiModel, StrictApiModel
+from app.schemas import ApiModel, StrictApiModel, Text, storable_json
 
 MAX_METADATA_BYTES = 16_384
 
-Text200 = Annotated[str, Field(max_length=200)]
+Text200 = Annotated[Text, Field(max_length=200)]
 
 
 class Customer(StrictApiModel):
     id: Text200 | None = None
     name: Text200 | None = None
-    email: Annotated[str, Field(max_length=320)] | None = None
-    phone_number: Annotated[str, Field(max_length=40)] | None = None
+    email: Annotated[Text, Field(max_length=320)] | None = None
+    phone_number: Annotated[Text, Field(max_length=40)] | None = None
 
 
 class OrderCreate(StrictApiModel):
-    order_name: Annotated[str, Field(min_length=1, max_length=200)]
+    order_name: Annotated[Text, Field(min_length=1, max_length=200)]
     amount: Annotated[StrictInt, Field(ge=1, le=10**12)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "KRW"
     customer: Customer | None = None
@@ -32,6 +32,7 @@ class OrderCreate(StrictApiModel):
     @field_validator("metadata")
     @classmethod
     def _bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        metadata = storable_json(metadata)
         if len(json.dumps(metadata, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata must encode to at most {MAX_METADATA_BYTES} bytes")
         return metadata

@@ -20,7 +20,7 @@ from app.orders.schemas import OrderOut
 from app.payments.inbox import Outcome
 from app.payments.service import complete_payment
 from app.problems import problem_responses
-from app.schemas import ApiModel
+from app.schemas import ApiModel, Text
 
 router = APIRouter(tags=["payments"])
 
@@ -28,8 +28,8 @@ router = APIRouter(tags=["payments"])
 class CompleteRequest(ApiModel):
     """What the browser sends after `PortOne.requestPayment()` resolved without `code`."""
 
-    payment_id: Annotated[str, Field(min_length=1, max_length=200)]
-    tx_id: Annotated[str, Field(max_length=200)] | None = None
+    payment_id: Annotated[Text, Field(min_length=1, max_length=200)]
+    tx_id: Annotated[Text, Field(max_length=200)] | None = None
 
 
 @router.post(

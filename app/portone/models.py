@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -24,6 +24,14 @@ class PaymentStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+def _without_nul(value: str) -> str:
+    return value.replace("\x00", "")
+
+
+Text = Annotated[str, AfterValidator(_without_nul)]
+"""A string from PortOne, as this service may store it (Postgres text holds no NUL)."""
+
+
 class PortOneModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
@@ -31,22 +39,22 @@ class PortOneModel(BaseModel):
 
 
 class PaymentAmount(PortOneModel):
-    total: int
-    paid: int = 0
-    cancelled: int = 0
+    total: Annotated[int, Field(ge=0)]
+    paid: Annotated[int, Field(ge=0)] = 0
+    cancelled: Annotated[int, Field(ge=0)] = 0
 
 
 class SelectedChannel(PortOneModel):
-    type: str | None = None
+    type: Text | None = None
 
 
 class PaymentMethod(PortOneModel):
     """Any method; the virtual-account fields are filled only for `PaymentMethodVirtualAccount`."""
 
-    type: str | None = None
-    bank: str | None = None
-    account_number: str | None = None
-    remittee_name: str | None = None
+    type: Text | None = None
+    bank: Text | None = None
+    account_number: Text | None = None
+    remittee_name: Text | None = None
     expired_at: datetime | None = None
 
     @property
@@ -55,27 +63,27 @@ class PaymentMethod(PortOneModel):
 
 
 class PaymentFailure(PortOneModel):
-    reason: str | None = None
-    pg_code: str | None = None
-    pg_message: str | None = None
+    reason: Text | None = None
+    pg_code: Text | None = None
+    pg_message: Text | None = None
 
 
 class PaymentCancellation(PortOneModel):
-    status: str
-    id: str | None = None
+    status: Text
+    id: Text | None = None
     total_amount: int = 0
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class Payment(PortOneModel):
-    status: str
-    id: str
-    transaction_id: str | None = None
-    store_id: str | None = None
+    status: Text
+    id: Text
+    transaction_id: Text | None = None
+    store_id: Text | None = None
     channel: SelectedChannel | None = None
     method: PaymentMethod | None = None
     amount: PaymentAmount
-    currency: str
+    currency: Text
     status_changed_at: datetime | None = None
     paid_at: datetime | None = None
     failure: PaymentFailure | None = None
@@ -87,8 +95,8 @@ class Payment(PortOneModel):
 
 
 class PortOneErrorBody(PortOneModel):
-    type: str = "UNKNOWN"
-    message: str = ""
+    type: Text = "UNKNOWN"
+    message: Text = ""
 
 
 class CancelPaymentResponse(PortOneModel):
@@ -126,7 +134,7 @@ class RawPaymentPage(PortOneModel):
 
 
 class RefundAccount(PortOneModel):
-    bank: str
-    number: str
-    holder_name: str
-    holder_phone_number: str | None = None
+    bank: Text
+    number: Text
+    holder_name: Text
+    holder_phone_number: Text | None = None

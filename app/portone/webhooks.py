@@ -130,16 +130,17 @@ def parse_event(body: bytes) -> WebhookEvent:
     if "payment_id" in payload:
         payment_id = _text(payload, "payment_id")
         status = payload.get("status")
+        readable = isinstance(status, str) and len(status) <= 60 and _storable(status)
         return WebhookEvent(
-            f"Transaction.{status}" if isinstance(status, str) else "Transaction", payment_id, None
+            f"Transaction.{status}" if readable else "Transaction", payment_id, None
         )
     raise InvalidPayload("neither a 2024-04-25 nor a 2024-01-01 webhook body")
 
 
 def _current(payload: dict[str, object]) -> WebhookEvent:
     kind = payload["type"]
-    if not isinstance(kind, str) or not kind:
-        raise InvalidPayload("type must be a non-empty string")
+    if not isinstance(kind, str) or not 0 < len(kind) <= 100 or not _storable(kind):
+        raise InvalidPayload("type must be a string of 1 to 100 characters")
     data = payload.get("data")
     if not kind.startswith("Transaction."):
         return WebhookEvent(kind, None, None)
@@ -153,6 +154,15 @@ def _current(payload: dict[str, object]) -> WebhookEvent:
 
 def _text(data: dict[str, object], key: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= 200:
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not _storable(value):
         raise InvalidPayload(f"{key} must be a string of 1 to 200 characters")
     return value
+
+
+def _storable(value: str) -> bool:
+    """No NUL and no lone surrogate: what a database can keep and look up."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value

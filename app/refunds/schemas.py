@@ -6,19 +6,19 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt
 
-from app.schemas import StrictApiModel
+from app.schemas import StrictApiModel, Text
 
 
 class RefundAccountIn(StrictApiModel):
     """Where a virtual-account payment's money goes back to."""
 
-    bank: Annotated[str, Field(min_length=1, max_length=40)]
-    number: Annotated[str, Field(min_length=1, max_length=64)]
-    holder_name: Annotated[str, Field(min_length=1, max_length=200)]
-    holder_phone_number: Annotated[str, Field(max_length=40)] | None = None
+    bank: Annotated[Text, Field(min_length=1, max_length=40)]
+    number: Annotated[Text, Field(min_length=1, max_length=64)]
+    holder_name: Annotated[Text, Field(min_length=1, max_length=200)]
+    holder_phone_number: Annotated[Text, Field(max_length=40)] | None = None
 
 
 class RefundRequest(StrictApiModel):
     amount: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
-    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Annotated[Text, Field(min_length=1, max_length=200)]
     refund_account: RefundAccountIn | None = None

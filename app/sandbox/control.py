@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictInt
 
@@ -17,10 +17,11 @@ from app.orders.schemas import OrderCreate, OrderOut
 from app.problems import problem_responses
 from app.sandbox.emulator import PaymentRequest
 from app.sandbox.state import sandbox_of
-from app.schemas import StrictApiModel
+from app.schemas import StrictApiModel, Text
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox: customer and console"])
 
+PaymentId = Annotated[Text, Path(min_length=1, max_length=200)]
 DEMO_PRODUCT = OrderCreate(order_name="Waffle trainer 2", amount=10_000)
 
 
@@ -32,7 +33,7 @@ class Pay(StrictApiModel):
 
 
 class Fail(StrictApiModel):
-    reason: Annotated[str, Field(min_length=1, max_length=200)] = "카드 한도 초과 (sandbox)"
+    reason: Annotated[Text, Field(min_length=1, max_length=200)] = "카드 한도 초과 (sandbox)"
 
 
 class ConsoleCancel(StrictApiModel):
@@ -40,7 +41,9 @@ class ConsoleCancel(StrictApiModel):
 
 
 @router.post("/payments/{payment_id}/pay", responses=problem_responses(OrderNotFound))
-async def pay(payment_id: str, body: Pay, request: Request, services: ServicesDep) -> JSONResponse:
+async def pay(
+    payment_id: PaymentId, body: Pay, request: Request, services: ServicesDep
+) -> JSONResponse:
     """The customer pays; another amount or currency than the order's is a tampered payment."""
     payment_request = await _attempt(services, payment_id, body)
     sandbox = sandbox_of(request)
@@ -50,7 +53,7 @@ async def pay(payment_id: str, body: Pay, request: Request, services: ServicesDe
 
 
 @router.post("/payments/{payment_id}/deposit")
-async def deposit(payment_id: str, request: Request) -> JSONResponse:
+async def deposit(payment_id: PaymentId, request: Request) -> JSONResponse:
     """The customer transfers the money to the issued virtual account."""
     sandbox = sandbox_of(request)
     payment, kind = sandbox.emulator.deposit(payment_id)
@@ -60,7 +63,7 @@ async def deposit(payment_id: str, request: Request) -> JSONResponse:
 
 @router.post("/payments/{payment_id}/fail", responses=problem_responses(OrderNotFound))
 async def fail(
-    payment_id: str, request: Request, services: ServicesDep, body: Fail | None = None
+    payment_id: PaymentId, request: Request, services: ServicesDep, body: Fail | None = None
 ) -> JSONResponse:
     """The payment attempt fails (a declined card, a closed window)."""
     payment_request = await _attempt(services, payment_id, Pay())
@@ -72,7 +75,7 @@ async def fail(
 
 @router.post("/payments/{payment_id}/cancel")
 async def console_cancel(
-    payment_id: str, request: Request, body: ConsoleCancel | None = None
+    payment_id: PaymentId, request: Request, body: ConsoleCancel | None = None
 ) -> JSONResponse:
     """A cancellation made in PortOne's console, partial when `amount` is given."""
     sandbox = sandbox_of(request)
