@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from app import health, problems
@@ -27,23 +28,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            app.state.services = await stack.enter_async_context(_open(app, settings))
-            services: Services = app.state.services
+        async with _open(app, settings) as services, new_events_client() as events_http:
+            app.state.services = services
             stopping = asyncio.Event()
-            loops = []
-            if (interval := settings.reconcile_interval_seconds) > 0:
-                run_pass = services.reconciler(stopping).run_pass
-                loops.append(every(interval, stopping, run_pass, "reconciler pass"))
-            http = await stack.enter_async_context(new_events_client())
-            if (delivery := services.event_delivery(http)) is not None:
-                deliver = delivery.deliver_due
-                loops.append(every(EVENT_DELIVERY_INTERVAL, stopping, deliver, "event delivery"))
+            loops = _background(services, events_http, stopping)
             running = [asyncio.create_task(loop) for loop in loops]
             try:
                 yield
             finally:
-                # Background loops stop between orders; in-flight requests already finished.
+                # In-flight requests have finished; the loops stop between orders.
                 stopping.set()
                 await asyncio.gather(*running)
 
@@ -66,6 +59,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         sandbox.install(app)
     return app
+
+
+def _background(
+    services: Services, events_http: httpx.AsyncClient, stopping: asyncio.Event
+) -> list[Coroutine[None, None, None]]:
+    """The reconciler and the order-event delivery, each where it is configured."""
+    loops = []
+    if (interval := services.settings.reconcile_interval_seconds) > 0:
+        run_pass = services.reconciler(stopping).run_pass
+        loops.append(every(interval, stopping, run_pass, "reconciler pass"))
+    if (delivery := services.event_delivery(events_http)) is not None:
+        deliver = delivery.deliver_due
+        loops.append(every(EVENT_DELIVERY_INTERVAL, stopping, deliver, "event delivery"))
+    return loops
 
 
 @asynccontextmanager

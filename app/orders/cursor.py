@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from app.errors import ValidationFailed
 from app.orders.models import Order
@@ -25,7 +25,17 @@ def as_utc(at: datetime) -> datetime:
         raise ValueError("the time is out of range") from None
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+RFC3339 = re.compile(r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
+
+
+def rfc3339(value: object) -> object:
+    """Only an RFC 3339 time with its offset, not the other forms pydantic would take."""
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-27T00:00:00Z")
+    return value
+
+
+UtcDatetime = Annotated[datetime, BeforeValidator(rfc3339), AfterValidator(as_utc)]
 
 
 def encode_cursor(order: Order) -> str:

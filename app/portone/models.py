@@ -6,7 +6,7 @@ only what the service uses, ignore the rest, and hold enum-like values as plain 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -32,6 +32,17 @@ Text = Annotated[str, AfterValidator(_without_nul)]
 """A string from PortOne, as this service may store it (Postgres text holds no NUL)."""
 
 
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+
+
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
+"""A time from PortOne, in UTC; one UTC cannot hold makes the answer unreadable."""
+
+
 class PortOneModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
@@ -55,7 +66,7 @@ class PaymentMethod(PortOneModel):
     bank: Text | None = None
     account_number: Text | None = None
     remittee_name: Text | None = None
-    expired_at: datetime | None = None
+    expired_at: Instant | None = None
 
     @property
     def is_virtual_account(self) -> bool:
@@ -84,8 +95,8 @@ class Payment(PortOneModel):
     method: PaymentMethod | None = None
     amount: PaymentAmount
     currency: Text
-    status_changed_at: datetime | None = None
-    paid_at: datetime | None = None
+    status_changed_at: Instant | None = None
+    paid_at: Instant | None = None
     failure: PaymentFailure | None = None
     cancellations: list[PaymentCancellation] = []
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from app.config import Settings
+from app.problems import problem
 from app.sandbox import control, portone_api
 from app.sandbox.delivery import WebhookSender
 from app.sandbox.emulator import Emulator, EmulatorError
@@ -58,5 +59,8 @@ async def demo_page() -> HTMLResponse:
 
 
 async def _emulator_error(request: Request, exc: Exception) -> JSONResponse:
+    """PortOne's shape from the emulated API; problem+json from the control endpoints."""
     assert isinstance(exc, EmulatorError)
-    return portone_api.portone_error(exc)
+    if request.url.path.startswith(portone_api.router.prefix):
+        return portone_api.portone_error(exc)
+    return problem(exc.status, exc.type, "The emulated PortOne refused", exc.message)

@@ -19,7 +19,12 @@ from app.sandbox.emulator import PaymentRequest
 from app.sandbox.state import sandbox_of
 from app.schemas import StrictApiModel, Text
 
-router = APIRouter(prefix="/sandbox", tags=["sandbox: customer and console"])
+# The emulator refuses what PortOne would (404 unknown payment, 409 wrong state).
+router = APIRouter(
+    prefix="/sandbox",
+    tags=["sandbox: customer and console"],
+    responses=problem_responses(404, 409),
+)
 
 PaymentId = Annotated[Text, Path(min_length=1, max_length=200)]
 DEMO_PRODUCT = OrderCreate(order_name="Waffle trainer 2", amount=10_000)
@@ -40,7 +45,7 @@ class ConsoleCancel(StrictApiModel):
     amount: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
 
 
-@router.post("/payments/{payment_id}/pay", responses=problem_responses(OrderNotFound))
+@router.post("/payments/{payment_id}/pay")
 async def pay(
     payment_id: PaymentId, body: Pay, request: Request, services: ServicesDep
 ) -> JSONResponse:
@@ -61,7 +66,7 @@ async def deposit(payment_id: PaymentId, request: Request) -> JSONResponse:
     return JSONResponse(payment.body())
 
 
-@router.post("/payments/{payment_id}/fail", responses=problem_responses(OrderNotFound))
+@router.post("/payments/{payment_id}/fail")
 async def fail(
     payment_id: PaymentId, request: Request, services: ServicesDep, body: Fail | None = None
 ) -> JSONResponse:
@@ -98,7 +103,7 @@ async def checkout(services: ServicesDep) -> OrderOut:
     return present_order(order, services.settings)
 
 
-@router.get("/orders/{order_id}", responses=problem_responses(OrderNotFound))
+@router.get("/orders/{order_id}")
 async def demo_order(order_id: OrderId, services: ServicesDep) -> OrderOut:
     """The demo page's view of its own order."""
     return present_order(await orders.get_order(services.sessions, order_id), services.settings)

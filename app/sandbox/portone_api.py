@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from app.sandbox.emulator import EmulatorError
 from app.sandbox.state import sandbox_of
 
-router = APIRouter(prefix="/sandbox/portone", tags=["sandbox: PortOne emulator"])
+# PortOne's API, not this service's: described by PortOne's own OpenAPI, not ours.
+router = APIRouter(prefix="/sandbox/portone", include_in_schema=False)
 
 
 def portone_error(exc: EmulatorError) -> JSONResponse:
