@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
     order_events_secret: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    _generated: frozenset[str] = PrivateAttr(default=frozenset())
+
     _split = field_validator("portone_webhook_secrets", "cors_allow_origins", mode="before")(
         _split_commas
     )
@@ -102,18 +105,33 @@ class Settings(BaseSettings):
 
     def _with_sandbox_defaults(self) -> Settings:
         # The model is frozen; sandbox defaults are filled in once, right after validation.
-        generated = {
-            "portone_api_secret": self.portone_api_secret or SecretStr(secrets.token_urlsafe(24)),
-            "portone_store_id": self.portone_store_id or "store-sandbox",
-            "portone_channel_key": self.portone_channel_key or "channel-key-sandbox",
-            "portone_webhook_secrets": self.portone_webhook_secrets
-            or [SecretStr("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())],
-            "internal_api_token": self.internal_api_token or SecretStr(secrets.token_urlsafe(24)),
-            "portone_accept_test_payments": self.portone_accept_test_payments is not False,
+        defaults: dict[str, Any] = {
+            "portone_api_secret": SecretStr(secrets.token_urlsafe(24)),
+            "portone_store_id": "store-sandbox",
+            "portone_channel_key": "channel-key-sandbox",
+            "portone_webhook_secrets": [
+                SecretStr("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+            ],
+            "internal_api_token": SecretStr(secrets.token_urlsafe(24)),
         }
+        generated = {name: value for name, value in defaults.items() if not getattr(self, name)}
+        generated["portone_accept_test_payments"] = self.portone_accept_test_payments is not False
         for name, value in generated.items():
             object.__setattr__(self, name, value)
+        self._generated = frozenset(generated) - {"portone_accept_test_payments"}
         return self
+
+    def generated_for_sandbox(self) -> dict[str, str]:
+        """What sandbox mode made up because it was not set, by variable name, to print once
+        at start-up (made-up sandbox values are not secrets; real ones are never shown)."""
+        shown = {}
+        for name in sorted(self._generated):
+            value = getattr(self, name)
+            value = value[0] if isinstance(value, list) else value
+            shown[name.upper()] = (
+                value.get_secret_value() if isinstance(value, SecretStr) else value
+            )
+        return shown
 
     @property
     def accept_test_payments(self) -> bool:

@@ -47,6 +47,8 @@ async def running(app: FastAPI, settings: Settings) -> AsyncIterator[Sandbox]:
     app.state.sandbox = sandbox
     sender.start()
     logger.warning("SANDBOX MODE: PortOne is emulated in this process; no real payment is made")
+    for name, value in settings.generated_for_sandbox().items():
+        print(f"sandbox: {name}={value}", flush=True)
     try:
         yield sandbox
     finally:
