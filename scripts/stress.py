@@ -47,7 +47,6 @@ import time  # noqa: E402
 from collections import Counter, defaultdict  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import asyncpg  # noqa: E402
@@ -188,25 +187,15 @@ class StandIn:
     async def list_payments(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _portone_error(401, "UNAUTHORIZED", "bad credentials")
+        from app.sandbox.emulator import EmulatorError
+
         try:
-            options = json.loads(request.query.get("requestBody") or "{}")
-            page = options.get("page") or {}
-            number, size = int(page.get("number", 0)), int(page.get("size", 10))
-            filters = options.get("filter") or {}
-            since = _instant(filters.get("from"))
-            until = _instant(filters.get("until"))
-        except (ValueError, TypeError, AttributeError):
-            return _portone_error(400, "INVALID_REQUEST", "requestBody is not valid")
+            page = self.emulator.list_page(request.query.get("requestBody"))
+        except EmulatorError as exc:
+            return _portone_error(exc.status, exc.type, exc.message)
 
         def answer(stale: bool) -> web.Response:
-            matching = self.emulator.changed_between(since, until)
-            items = matching[number * size : (number + 1) * size]
-            return web.json_response(
-                {
-                    "items": [payment.body() for payment in items],
-                    "page": {"number": number, "size": size, "totalCount": len(matching)},
-                }
-            )
+            return web.json_response(page)
 
         return await self._faulty("list", answer)
 
@@ -414,14 +403,6 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _instant(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("not a date-time")
-    return datetime.fromisoformat(value)
 
 
 def _payment_request(body: dict[str, Any]) -> Any:

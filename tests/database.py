@@ -51,12 +51,14 @@ def with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-async def _admin(url: str, sql: str) -> None:
+async def admin(url: str, *statements: str) -> None:
+    """Run statements on the server's maintenance database (CREATE/DROP DATABASE)."""
     connection = await asyncpg.connect(
         make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
     try:
-        await connection.execute(sql)
+        for statement in statements:
+            await connection.execute(statement)
     finally:
         await connection.close()
 
@@ -72,10 +74,10 @@ def migrate(url: str, revision: str = "head") -> None:
 def fresh_database(server_url: str) -> Iterator[str]:
     """A new, migrated database, dropped afterwards."""
     name = f"verifier_test_{secrets.token_hex(4)}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(server_url, f'CREATE DATABASE "{name}"'))
     url = with_database(server_url, name)
     try:
         migrate(url)
         yield url
     finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

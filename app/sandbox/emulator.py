@@ -6,6 +6,7 @@ requires for each status. State lives in the process: the sandbox is one process
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,14 @@ class EmulatorError(Exception):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _instant(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("not a date-time")
+    return datetime.fromisoformat(value)
 
 
 def _rfc3339(at: datetime | None) -> str | None:
@@ -250,6 +259,22 @@ class Emulator:
         )
         payment.move("CANCELLED")
         return payment, "Transaction.Cancelled"
+
+    def list_page(self, request_body: str | None) -> dict[str, Any]:
+        """PortOne's `GET /payments` answer for its `requestBody` query parameter."""
+        try:
+            options = json.loads(request_body or "{}")
+            page = options.get("page") or {}
+            number, size = int(page.get("number", 0)), int(page.get("size", 10))
+            filters = options.get("filter") or {}
+            since, until = _instant(filters.get("from")), _instant(filters.get("until"))
+        except (ValueError, TypeError, AttributeError):
+            raise EmulatorError(400, "INVALID_REQUEST", "requestBody is not valid") from None
+        matching = self.changed_between(since, until)
+        return {
+            "items": [payment.body() for payment in matching[number * size : (number + 1) * size]],
+            "page": {"number": number, "size": size, "totalCount": len(matching)},
+        }
 
     def changed_between(
         self, since: datetime | None, until: datetime | None

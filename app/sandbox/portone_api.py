@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -97,28 +96,5 @@ async def close_virtual_account(payment_id: str, request: Request) -> JSONRespon
 async def list_payments(request: Request) -> JSONResponse:
     """PortOne's `GET /payments`: options as JSON in the `requestBody` query parameter."""
     _authorize(request)
-    try:
-        options = json.loads(request.query_params.get("requestBody") or "{}")
-        page = options.get("page") or {}
-        number, size = int(page.get("number", 0)), int(page.get("size", 10))
-        filters = options.get("filter") or {}
-        since = _instant(filters.get("from"))
-        until = _instant(filters.get("until"))
-    except (ValueError, TypeError, AttributeError):
-        raise EmulatorError(400, "INVALID_REQUEST", "requestBody is not valid") from None
-    matching = sandbox_of(request).emulator.changed_between(since, until)
-    items = matching[number * size : (number + 1) * size]
-    return JSONResponse(
-        {
-            "items": [payment.body() for payment in items],
-            "page": {"number": number, "size": size, "totalCount": len(matching)},
-        }
-    )
-
-
-def _instant(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("not a date-time")
-    return datetime.fromisoformat(value)
+    page = sandbox_of(request).emulator.list_page(request.query_params.get("requestBody"))
+    return JSONResponse(page)
