@@ -373,3 +373,21 @@ class TestWhenAutoCancelIsOff:
         assert (row["status"], row["compensation_status"]) == ("REJECTED", "DISABLED")
         assert await transitions(db, order["orderId"]) == [("PENDING", "REJECTED")]
         assert await compensation_events(db, order["orderId"]) == []
+
+
+async def test_rejected_payment_with_nothing_left_to_cancel_is_compensated_without_a_call(
+    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+) -> None:
+    """Found by scripts/stress.py: a zero-amount forged payment stayed owed forever."""
+    order = await create_order(client)
+    portone_returns(portone, order["paymentId"], total=0)
+    cancel = portone.post(f"/payments/{order['paymentId']}/cancel").respond(
+        409, json={"type": "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT", "message": "nothing left"}
+    )
+
+    response = await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+
+    assert response.status_code == 409
+    row = await order_row(db, order["orderId"])
+    assert (row["status"], row["compensation_status"]) == ("REJECTED", "DONE")
+    assert cancel.call_count == 0

@@ -521,3 +521,25 @@ async def test_refund_without_an_amount_cancels_everything_that_is_left(
     assert json.loads(call.request.content)["currentCancellableAmount"] == 10_000
     [row] = await refund_rows(db, order["orderId"])
     assert (row["status"], row["amount"]) == ("SUCCEEDED", 10_000)
+
+
+async def test_retry_is_not_credited_with_another_refunds_cancellation(
+    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+) -> None:
+    """Found by scripts/stress.py: the balance had moved by the same amount, but through
+    another refund, and the retry was recorded as made."""
+    order, payment = await paid_order(client, portone)
+    payment.unavailable_once = True
+    failed = await refund(client, order["orderId"], "refund-b", amount=5_000)
+    made = await refund(client, order["orderId"], "refund-a", amount=5_000)
+
+    retried = await refund(client, order["orderId"], "refund-b", amount=5_000)
+
+    assert_problem(failed, 503, "PORTONE_UNAVAILABLE")
+    assert made.status_code == 200, made.text
+    assert_problem(retried, 409, "REFUND_CONFLICT")
+    assert payment.cancelled == 5_000
+    statuses = {
+        row["idempotency_key"]: row["status"] for row in await refund_rows(db, order["orderId"])
+    }
+    assert statuses == {"refund-a": "SUCCEEDED", "refund-b": "FAILED"}
