@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import stamina.instrumentation
+
 _context: ContextVar[dict[str, str]] = ContextVar("log_context", default={})  # noqa: B039
 
 # Standard record attributes, and uvicorn's ANSI-coloured copy of its message.
@@ -67,6 +69,8 @@ def configure(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+    # stamina logs its retries through structlog when that happens to be installed.
+    stamina.instrumentation.set_on_retry_hooks([stamina.instrumentation.LoggingOnRetryHook])
     # uvicorn installs its own handlers; route its lines through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
