@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db import database_unavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,5 +45,8 @@ async def every(
             pass
         try:
             await job()
-        except Exception:
-            logger.exception("%s failed", name)
+        except Exception as exc:
+            if database_unavailable(exc):
+                logger.warning("%s failed: the database did not answer (%s)", name, exc)
+            else:
+                logger.exception("%s failed", name)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy import MetaData
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,3 +57,28 @@ def migration_head() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()
+
+
+# SQLSTATE classes of a database that is not there: connection exception, insufficient
+# resources ("too many clients"), operator intervention (shutting down, starting up).
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not be reached (retry), not that a query is wrong."""
+    if isinstance(exc, OSError | sa_exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError
+    ):
+        return True
+    causes = [exc.orig, getattr(exc.orig, "__cause__", None)]
+    for cause in causes:
+        if isinstance(cause, asyncpg.InterfaceError | OSError):
+            return True
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
+            return True
+    return False

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
+from app.db import database_unavailable
 from app.errors import DatabaseUnavailable, ServiceError
 from app.portone.errors import (
     PortOneApiError,
@@ -123,31 +123,6 @@ async def _portone_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PortOneApiError)
     logger.error("PortOne refused a call: %s", exc)
     return problem(502, "PORTONE_ERROR", "PortOne refused the call", f"PortOne: {exc.type}")
-
-
-# SQLSTATE classes of a database that is not there: connection exception, insufficient
-# resources ("too many clients"), operator intervention (shutting down, starting up).
-UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says the database could not be reached (retry), not that a query is wrong."""
-    if isinstance(exc, OSError | sa_exc.TimeoutError):
-        return True
-    if not isinstance(exc, sa_exc.DBAPIError):
-        return False
-    if exc.connection_invalidated or isinstance(
-        exc, sa_exc.OperationalError | sa_exc.InterfaceError
-    ):
-        return True
-    causes = [exc.orig, getattr(exc.orig, "__cause__", None)]
-    for cause in causes:
-        if isinstance(cause, asyncpg.InterfaceError | OSError):
-            return True
-        sqlstate = getattr(cause, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
-            return True
-    return False
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import logs, metrics
 from app.background import advisory_lock
-from app.db import Sessions
+from app.db import Sessions, database_unavailable
 from app.orders.models import Order, OrderStatus
 from app.payments.compensation import Compensator
 from app.payments.models import DeliveryStatus, ReconcilerCheckpoint, WebhookDelivery
 from app.payments.sync import PaymentSync, Source
 from app.portone.client import PortOneClient
-from app.portone.errors import PaymentNotFound
+from app.portone.errors import PaymentNotFound, PortOneError
 from app.portone.models import Payment
 
 logger = logging.getLogger(__name__)
@@ -130,9 +130,8 @@ class Reconciler:
                 except PaymentNotFound:
                     await self._settle_deliveries(payment_id)
                     return  # the payment window was never opened: nothing to do yet
-                except Exception:
-                    summary.failed += 1
-                    logger.exception("reconcile failed for payment %s", payment_id)
+                except Exception as exc:
+                    _failed(summary, exc, "reconciling payment %s failed", payment_id)
                     return
                 summary.changed += observation.changed
                 await self._settle_deliveries(payment_id)
@@ -179,9 +178,8 @@ class Reconciler:
                 page = await self._portone.list_payments(
                     _changes_query(self._store_id, since, until, number)
                 )
-            except Exception:
-                summary.failed += 1
-                logger.exception("reading PortOne's changed payments failed")
+            except Exception as exc:
+                _failed(summary, exc, "reading PortOne's changed payments failed")
                 return
             await self._apply_changes(page.items, summary)
             if not page.items or (number + 1) * PAGE_SIZE >= page.page.total_count:
@@ -205,9 +203,8 @@ class Reconciler:
             try:
                 with logs.bound():
                     observation = await self._sync.apply(payment_id, payment, Source.RECONCILE)
-            except Exception:
-                summary.failed += 1
-                logger.exception("applying PortOne's change to %s failed", payment_id)
+            except Exception as exc:
+                _failed(summary, exc, "applying PortOne's change to %s failed", payment_id)
                 continue
             summary.changed += observation.changed
 
@@ -223,6 +220,16 @@ class Reconciler:
         )
         async with self._sessions() as session, session.begin():
             await session.execute(statement)
+
+
+def _failed(summary: PassSummary, exc: Exception, message: str, *args: object) -> None:
+    """Count a failure; an outage of PortOne or the database is expected and retried next
+    pass (a warning), anything else is a bug worth its traceback."""
+    summary.failed += 1
+    if isinstance(exc, PortOneError) or database_unavailable(exc):
+        logger.warning(message + ": %s", *args, exc)
+    else:
+        logger.exception(message, *args)
 
 
 def _changes_query(store_id: str, since: datetime, until: datetime, page: int) -> dict[str, Any]:
