@@ -181,6 +181,8 @@ class Reconciler:
             except Exception as exc:
                 _failed(summary, exc, "reading PortOne's changed payments failed")
                 return
+            if page.unreadable:
+                logger.warning("%d of PortOne's changed payments were unreadable", page.unreadable)
             await self._apply_changes(page.items, summary)
             if not page.items or (number + 1) * PAGE_SIZE >= page.page.total_count:
                 break
