@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -145,6 +146,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PortOneUnavailable, _portone_unavailable)
     app.add_exception_handler(PortOneCredentialsRejected, _portone_credentials)
     app.add_exception_handler(PortOneApiError, _portone_api_error)
-    for db_error in (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError):
+    # SQLAlchemy's errors, and asyncpg's own from the payment path's driver connection.
+    database_errors = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError)
+    for db_error in (*database_errors, asyncpg.PostgresError, asyncpg.InterfaceError):
         app.add_exception_handler(db_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -84,7 +84,7 @@ async def open_services(
         policy = Policy(settings.store_id, settings.accept_test_payments)
         compensator = Compensator(sessions, portone)
         sync = PaymentSync(
-            sessions,
+            engine,
             portone,
             policy,
             auto_cancel=settings.auto_cancel_on_mismatch,
@@ -92,7 +92,7 @@ async def open_services(
             outbox=Outbox(settings) if settings.order_events_url else None,
         )
         inbox = WebhookInbox(
-            sessions,
+            engine,
             sync,
             keys=settings.webhook_keys,
             store_id=settings.store_id,

@@ -5,37 +5,32 @@ A crash can then neither lose an event nor send one for a change that rolled bac
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
 from app.config import Settings
-from app.events.models import OutboxEvent
+from app.events.models import DeliveryState
 from app.ids import new_id
-from app.orders.models import Order
-from app.orders.presenter import present_order
+from app.orders.presenter import OrderView, present_order
+
+ADD = """INSERT INTO outbox_events (id, order_id, type, payload, state)
+    VALUES ($1, $2, $3, $4, $5)"""
 
 
 class Outbox:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    async def add(self, session: AsyncSession, order: Order) -> None:
-        """Queue `order.<status>` with the order as it now stands (call before commit)."""
-        await session.flush()  # brings back updated_at
-        event_id = new_id("evt")
+    async def add(self, db: asyncpg.Connection, order: OrderView) -> None:
+        """Queue `order.<status>` with the order as it now stands, in `db`'s transaction."""
         event_type = f"order.{order.status.lower()}"
-        session.add(
-            OutboxEvent(
-                id=event_id,
-                order_id=order.id,
-                type=event_type,
-                payload={
-                    "type": event_type,
-                    "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                    "data": present_order(order, self._settings).model_dump(
-                        mode="json", by_alias=True
-                    ),
-                },
-            )
+        payload = {
+            "type": event_type,
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "data": present_order(order, self._settings).model_dump(mode="json", by_alias=True),
+        }
+        await db.execute(
+            ADD, new_id("evt"), order.id, event_type, json.dumps(payload), DeliveryState.PENDING
         )

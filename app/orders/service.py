@@ -81,11 +81,6 @@ async def get_order(sessions: Sessions, order_id: str) -> Order:
     return order
 
 
-async def find_by_payment_id(sessions: Sessions, payment_id: str) -> Order | None:
-    async with sessions() as session:
-        return await session.scalar(select(Order).where(Order.payment_id == payment_id))
-
-
 async def list_events(sessions: Sessions, order_id: str) -> Sequence[OrderEvent]:
     async with sessions() as session:
         if await session.get(Order, order_id) is None:

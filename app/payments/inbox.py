@@ -11,20 +11,35 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, or_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import logs, metrics
-from app.db import Sessions
+from app.db import driver_connection
 from app.errors import WebhookPayloadInvalid, WebhookSignatureInvalid
-from app.orders.service import find_by_payment_id
-from app.payments.models import DeliveryStatus, WebhookDelivery
+from app.orders import rows
+from app.payments.models import DeliveryStatus
 from app.payments.sync import PaymentSync, Source
 from app.portone import webhooks
 from app.portone.errors import PaymentNotFound
 from app.portone.webhooks import WebhookEvent
 
 LEASE = timedelta(seconds=60)
+
+# The request that inserts the delivery claims it; so does one that finds it FAILED, or
+# PROCESSING past its lease (the claimant died).
+CLAIM = """INSERT INTO webhook_deliveries AS d
+        (webhook_id, body, type, payment_id, status, lease_until)
+    VALUES ($1, $2, $3, $4, 'PROCESSING', now() + $5::interval)
+    ON CONFLICT (webhook_id) DO UPDATE
+        SET status = 'PROCESSING', lease_until = now() + $5::interval, attempts = d.attempts + 1
+        WHERE d.status = 'FAILED' OR (d.status = 'PROCESSING' AND d.lease_until < now())
+    RETURNING id"""
+STORE_INVALID = """INSERT INTO webhook_deliveries (webhook_id, body, status, outcome, processed_at)
+    VALUES ($1, $2, 'INVALID', $3, now())
+    ON CONFLICT (webhook_id) DO NOTHING"""
+FINISH = """UPDATE webhook_deliveries
+    SET status = $2, outcome = $3, processed_at = now(), lease_until = NULL
+    WHERE webhook_id = $1"""
 
 
 class Outcome(StrEnum):
@@ -36,14 +51,14 @@ class Outcome(StrEnum):
 class WebhookInbox:
     def __init__(
         self,
-        sessions: Sessions,
+        engine: AsyncEngine,
         sync: PaymentSync,
         *,
         keys: Sequence[bytes],
         store_id: str,
         tolerance_seconds: int,
     ) -> None:
-        self._sessions = sessions
+        self._engine = engine
         self._sync = sync
         self._keys = keys
         self._store_id = store_id
@@ -87,7 +102,7 @@ class WebhookInbox:
             return DeliveryStatus.IGNORED, f"{event.type}: not a payment event"
         if event.store_id is not None and event.store_id != self._store_id:
             return DeliveryStatus.IGNORED, f"store {event.store_id} is not ours"
-        if await find_by_payment_id(self._sessions, event.payment_id) is None:
+        if await rows.find_by_payment_id(self._engine, event.payment_id) is None:
             return DeliveryStatus.IGNORED, "no order has this paymentId"
         try:
             observation = await self._sync.sync(event.payment_id, Source.WEBHOOK)
@@ -99,61 +114,19 @@ class WebhookInbox:
         )
 
     async def _claim(self, webhook_id: str, body: bytes, event: WebhookEvent) -> bool:
-        now = func.now()
-        lease = now + LEASE
-        table = WebhookDelivery.__table__
-        statement = (
-            insert(WebhookDelivery)
-            .values(
-                webhook_id=webhook_id,
-                body=_text_of(body),
-                type=event.type[:100],
-                payment_id=event.payment_id,
-                status=DeliveryStatus.PROCESSING,
-                lease_until=lease,
+        async with driver_connection(self._engine) as db:
+            claimed = await db.fetchval(
+                CLAIM, webhook_id, _text_of(body), event.type[:100], event.payment_id, LEASE
             )
-            .on_conflict_do_update(
-                index_elements=[WebhookDelivery.webhook_id],
-                set_={
-                    "status": DeliveryStatus.PROCESSING,
-                    "lease_until": lease,
-                    "attempts": table.c.attempts + 1,
-                },
-                where=or_(
-                    table.c.status == DeliveryStatus.FAILED,
-                    (table.c.status == DeliveryStatus.PROCESSING) & (table.c.lease_until < now),
-                ),
-            )
-            .returning(WebhookDelivery.id)
-        )
-        async with self._sessions() as session, session.begin():
-            return await session.scalar(statement) is not None
+        return claimed is not None
 
     async def _store_invalid(self, webhook_id: str, body: bytes, reason: str) -> None:
-        statement = (
-            insert(WebhookDelivery)
-            .values(
-                webhook_id=webhook_id,
-                body=_text_of(body),
-                status=DeliveryStatus.INVALID,
-                outcome=reason,
-                processed_at=func.now(),
-            )
-            .on_conflict_do_nothing(index_elements=[WebhookDelivery.webhook_id])
-        )
-        async with self._sessions() as session, session.begin():
-            await session.execute(statement)
+        async with driver_connection(self._engine) as db:
+            await db.execute(STORE_INVALID, webhook_id, _text_of(body), reason)
 
     async def _finish(self, webhook_id: str, status: DeliveryStatus, outcome: str) -> None:
-        statement = (
-            update(WebhookDelivery)
-            .where(WebhookDelivery.webhook_id == webhook_id)
-            .values(
-                status=status, outcome=outcome[:2000], processed_at=func.now(), lease_until=None
-            )
-        )
-        async with self._sessions() as session, session.begin():
-            await session.execute(statement)
+        async with driver_connection(self._engine) as db:
+            await db.execute(FINISH, webhook_id, status, outcome[:2000])
 
 
 def _text_of(body: bytes) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
 from app.deps import ServicesDep
@@ -20,7 +20,7 @@ from app.orders.schemas import OrderOut
 from app.payments.inbox import Outcome
 from app.payments.service import complete_payment
 from app.problems import problem_responses
-from app.schemas import ApiModel, Text
+from app.schemas import ApiModel, Text, json_response
 
 router = APIRouter(tags=["payments"])
 
@@ -34,11 +34,12 @@ class CompleteRequest(ApiModel):
 
 @router.post(
     "/payments/complete",
+    response_model=OrderOut,
     responses=problem_responses(OrderNotFound, PaymentNotPaid, PaymentRejected, 502, 503),
 )
-async def complete(body: CompleteRequest, services: ServicesDep) -> OrderOut:
-    order = await complete_payment(services.sessions, services.sync, body.payment_id)
-    return present_order(order, services.settings)
+async def complete(body: CompleteRequest, services: ServicesDep) -> Response:
+    order = await complete_payment(services.engine, services.sync, body.payment_id)
+    return json_response(present_order(order, services.settings))
 
 
 class WebhookAck(ApiModel):
@@ -47,6 +48,7 @@ class WebhookAck(ApiModel):
 
 @router.post(
     "/webhooks/portone",
+    response_model=WebhookAck,
     responses=problem_responses(WebhookSignatureInvalid, WebhookPayloadInvalid, 502, 503),
     openapi_extra={
         "requestBody": {
@@ -56,7 +58,7 @@ class WebhookAck(ApiModel):
         }
     },
 )
-async def portone_webhook(request: Request, services: ServicesDep) -> WebhookAck:
+async def portone_webhook(request: Request, services: ServicesDep) -> Response:
     """PortOne's notification; its claims are checked against a fresh fetch, never trusted."""
     outcome = await services.inbox.receive(request.headers, await request.body())
-    return WebhookAck(outcome=outcome)
+    return json_response(WebhookAck(outcome=outcome))

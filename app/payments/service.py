@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from app.db import Sessions
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from app.errors import OrderNotFound, PaymentNotPaid, PaymentRejected
-from app.orders.models import Order, OrderStatus
-from app.orders.service import find_by_payment_id
+from app.orders import rows
+from app.orders.models import OrderStatus
+from app.orders.rows import OrderRow
 from app.payments.sync import Observation, PaymentSync, Source
 from app.portone.errors import PaymentNotFound
 from app.portone.models import PaymentStatus
@@ -21,9 +23,9 @@ ANSWERED_FROM_DATABASE = frozenset(
 )
 
 
-async def complete_payment(sessions: Sessions, sync: PaymentSync, payment_id: str) -> Order:
+async def complete_payment(engine: AsyncEngine, sync: PaymentSync, payment_id: str) -> OrderRow:
     """The order when it ends PAID or AWAITING_DEPOSIT; otherwise the problem that says why."""
-    order = await find_by_payment_id(sessions, payment_id)
+    order = await rows.find_by_payment_id(engine, payment_id)
     if order is None:
         raise OrderNotFound(f"no order has paymentId {payment_id}")
     if order.status in ANSWERED_FROM_DATABASE:
@@ -38,7 +40,7 @@ async def complete_payment(sessions: Sessions, sync: PaymentSync, payment_id: st
     return _outcome_of(observation)
 
 
-def _outcome_of(observation: Observation) -> Order:
+def _outcome_of(observation: Observation) -> OrderRow:
     payment = observation.payment
     failure_reason = None
     if payment.status == PaymentStatus.FAILED:
@@ -51,8 +53,8 @@ def _outcome_of(observation: Observation) -> Order:
 
 
 def _outcome(
-    order: Order, portone_status: str | None, detail: str | None, failure_reason: str | None
-) -> Order:
+    order: OrderRow, portone_status: str | None, detail: str | None, failure_reason: str | None
+) -> OrderRow:
     if order.status in (OrderStatus.PAID, OrderStatus.AWAITING_DEPOSIT):
         return order
     if order.status == OrderStatus.REJECTED:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import logs, metrics
-from app.db import Sessions
+from app.db import driver_connection
 from app.errors import OrderNotFound
 from app.events.outbox import Outbox
-from app.orders.models import CompensationStatus, Order, OrderEvent, OrderStatus
+from app.orders import rows
+from app.orders.models import CompensationStatus, OrderStatus
+from app.orders.rows import OrderRow
 from app.payments.rules import Decision, OrderTerms, Policy, decide
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
@@ -40,7 +42,7 @@ class Source(StrEnum):
 class Observation:
     """An applied snapshot: the order as committed, and what the snapshot did to it."""
 
-    order: Order
+    order: OrderRow
     payment: Payment
     decision: Decision
     from_status: str
@@ -56,7 +58,7 @@ CompensationHook = Callable[[str, Payment], Awaitable[object]]
 class PaymentSync:
     def __init__(
         self,
-        sessions: Sessions,
+        engine: AsyncEngine,
         portone: PortOneClient,
         policy: Policy,
         *,
@@ -64,7 +66,7 @@ class PaymentSync:
         on_compensation_owed: CompensationHook | None = None,
         outbox: Outbox | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._engine = engine
         self._portone = portone
         self._policy = policy
         self._auto_cancel = auto_cancel
@@ -81,30 +83,27 @@ class PaymentSync:
         if payment.id != payment_id:
             # Never act on an answer about another payment: that would cancel someone else's.
             raise PortOneUnavailable(f"PortOne answered for payment {payment.id!r}")
-        async with self._sessions() as session, session.begin():
-            order = await session.scalar(
-                select(Order).where(Order.payment_id == payment_id).with_for_update()
-            )
-            if order is None:
+        async with driver_connection(self._engine) as db, db.transaction():
+            before = await rows.lock_by_payment_id(db, payment_id)
+            if before is None:
                 raise OrderNotFound(f"no order has paymentId {payment_id}")
-            logs.bind(order_id=order.id)
-            from_status = order.status
-            decision = decide(payment, _terms(order), self._policy)
-            if not decision.stale:
-                self._apply_decision(order, payment, decision)
-            if self._outbox is not None and order.status != from_status:
-                await self._outbox.add(session, order)
-            session.add(
-                OrderEvent(
-                    order_id=order.id,
-                    source=source,
-                    portone_status=payment.status,
-                    from_status=from_status,
-                    to_status=order.status,
-                    detail=decision.detail,
-                )
+            logs.bind(order_id=before.id)
+            decision = decide(payment, _terms(before), self._policy)
+            order = before if decision.stale else self._applied(before, payment, decision)
+            if order != before:
+                order = await rows.save(db, order)
+            if self._outbox is not None and order.status != before.status:
+                await self._outbox.add(db, order)
+            await rows.add_event(
+                db,
+                order.id,
+                source=source,
+                portone_status=payment.status,
+                from_status=before.status,
+                to_status=order.status,
+                detail=decision.detail,
             )
-        observation = Observation(order, payment, decision, from_status)
+        observation = Observation(order, payment, decision, before.status)
         _count(observation)
         # Only the transaction that rejected the payment owes its compensation.
         owed = (
@@ -114,30 +113,35 @@ class PaymentSync:
             await self._on_compensation_owed(order.id, payment)
         return observation
 
-    def _apply_decision(self, order: Order, payment: Payment, decision: Decision) -> None:
-        order.status = decision.to_status
-        order.portone_status = payment.status
-        if payment.status_changed_at is not None:
-            order.status_changed_at = payment.status_changed_at
-        order.refunded_amount = payment.amount.cancelled
+    def _applied(self, order: OrderRow, payment: Payment, decision: Decision) -> OrderRow:
+        """The order as the decision leaves it (written only if anything differs)."""
+        order = replace(
+            order,
+            status=decision.to_status,
+            portone_status=payment.status,
+            status_changed_at=payment.status_changed_at or order.status_changed_at,
+            refunded_amount=payment.amount.cancelled,
+        )
         if decision.rejection is not None:
-            order.rejection_reason = decision.rejection
-            order.compensation_status = (
-                CompensationStatus.OWED if self._auto_cancel else CompensationStatus.DISABLED
-            )
-            return
+            owed = CompensationStatus.OWED if self._auto_cancel else CompensationStatus.DISABLED
+            return replace(order, rejection_reason=decision.rejection, compensation_status=owed)
         if order.status in PAID_STATUSES:
-            order.paid_at = payment.paid_at or order.paid_at
-            order.paid_amount = payment.amount.paid
+            order = replace(
+                order, paid_at=payment.paid_at or order.paid_at, paid_amount=payment.amount.paid
+            )
         method = payment.method
         if method is not None and method.is_virtual_account and method.account_number:
-            order.va_bank = method.bank
-            order.va_account_number = method.account_number
-            order.va_remittee_name = method.remittee_name
-            order.va_expires_at = method.expired_at
+            order = replace(
+                order,
+                va_bank=method.bank,
+                va_account_number=method.account_number,
+                va_remittee_name=method.remittee_name,
+                va_expires_at=method.expired_at,
+            )
+        return order
 
 
-def _terms(order: Order) -> OrderTerms:
+def _terms(order: OrderRow) -> OrderTerms:
     return OrderTerms(order.amount, order.currency, order.status, order.status_changed_at)
 
 

@@ -10,6 +10,7 @@ from pydantic import Field, StrictInt
 
 from app.deps import ServicesDep
 from app.errors import OrderNotFound
+from app.orders import rows
 from app.orders import service as orders
 from app.orders.presenter import present_order
 from app.orders.router import OrderId
@@ -111,7 +112,7 @@ async def demo_order(order_id: OrderId, services: ServicesDep) -> OrderOut:
 
 async def _attempt(services: ServicesDep, payment_id: str, body: Pay) -> PaymentRequest:
     """What the customer's browser asks PortOne for: the order's terms unless tampered."""
-    order = await orders.find_by_payment_id(services.sessions, payment_id)
+    order = await rows.find_by_payment_id(services.engine, payment_id)
     if order is None:
         raise OrderNotFound(f"no order has paymentId {payment_id}")
     return PaymentRequest(

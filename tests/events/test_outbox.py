@@ -32,7 +32,7 @@ from app.config import Settings
 from app.events.delivery import EventDelivery
 from app.events.outbox import Outbox
 from app.main import create_app
-from app.orders.models import Order
+from app.orders.presenter import OrderView
 from app.payments.sync import Source
 from app.services import Services
 from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
@@ -539,9 +539,8 @@ async def test_a_rolled_back_change_writes_no_event(
     portone_returns(portone, order["paymentId"], status_changed_at=T0)
     add = Outbox.add
 
-    async def add_then_fail(self: Outbox, session: Any, changed: Order) -> None:
-        await add(self, session, changed)
-        await session.flush()  # the event row is written in the transaction...
+    async def add_then_fail(self: Outbox, connection: Any, changed: OrderView) -> None:
+        await add(self, connection, changed)  # the event row is written in the transaction...
         raise RuntimeError("the database connection died before the commit")  # ...then lost
 
     monkeypatch.setattr(Outbox, "add", add_then_fail)

@@ -1,0 +1,117 @@
+"""Orders as plain rows: what the payment path reads, locks and writes through asyncpg.
+
+The ORM (`app.orders.models`) still owns the schema and the rarer paths; this module is
+the hot one, a handful of statements on a `driver_connection` (see there for why).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import driver_connection
+
+# `metadata` is `metadata_` in Python, as on the ORM model (SQLAlchemy reserves the name).
+COLUMNS = """id, payment_id, order_name, amount, currency, status, rejection_reason,
+    portone_status, status_changed_at, paid_amount, refunded_amount, paid_at,
+    va_bank, va_account_number, va_remittee_name, va_expires_at,
+    customer, metadata AS metadata_, compensation_status, created_at, updated_at"""
+
+# Composed of constants only (S608 looks for user input formatted into SQL).
+FIND = f"SELECT {COLUMNS} FROM orders WHERE payment_id = $1"  # noqa: S608
+LOCK = f"SELECT {COLUMNS} FROM orders WHERE payment_id = $1 FOR UPDATE"  # noqa: S608
+SAVE = f"""UPDATE orders SET status = $2, rejection_reason = $3, portone_status = $4,
+    status_changed_at = $5, paid_amount = $6, refunded_amount = $7, paid_at = $8,
+    va_bank = $9, va_account_number = $10, va_remittee_name = $11, va_expires_at = $12,
+    compensation_status = $13, updated_at = clock_timestamp()
+    WHERE id = $1 RETURNING {COLUMNS}"""  # noqa: S608
+ADD_EVENT = """INSERT INTO order_events
+    (order_id, source, portone_status, from_status, to_status, detail)
+    VALUES ($1, $2, $3, $4, $5, $6)"""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    id: str
+    payment_id: str
+    order_name: str
+    amount: int
+    currency: str
+    status: str
+    rejection_reason: str | None
+    portone_status: str | None
+    status_changed_at: datetime | None
+    paid_amount: int | None
+    refunded_amount: int
+    paid_at: datetime | None
+    va_bank: str | None
+    va_account_number: str | None
+    va_remittee_name: str | None
+    va_expires_at: datetime | None
+    customer: dict[str, Any] | None
+    metadata_: dict[str, Any]
+    compensation_status: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: asyncpg.Record) -> OrderRow:
+        values = dict(record)
+        # jsonb arrives as text on the driver connection (SQLAlchemy decodes it elsewhere).
+        for column in ("customer", "metadata_"):
+            if isinstance(values[column], str):
+                values[column] = json.loads(values[column])
+        return cls(**values)
+
+
+async def find_by_payment_id(engine: AsyncEngine, payment_id: str) -> OrderRow | None:
+    """The order as it stands, without a lock or a transaction."""
+    async with driver_connection(engine) as db:
+        record = await db.fetchrow(FIND, payment_id)
+    return None if record is None else OrderRow.of(record)
+
+
+async def lock_by_payment_id(db: asyncpg.Connection, payment_id: str) -> OrderRow | None:
+    """The order, locked until the caller's transaction ends."""
+    record = await db.fetchrow(LOCK, payment_id)
+    return None if record is None else OrderRow.of(record)
+
+
+async def save(db: asyncpg.Connection, order: OrderRow) -> OrderRow:
+    """Write what the payment path may change; the row as stored (with its new updated_at)."""
+    record = await db.fetchrow(
+        SAVE,
+        order.id,
+        order.status,
+        order.rejection_reason,
+        order.portone_status,
+        order.status_changed_at,
+        order.paid_amount,
+        order.refunded_amount,
+        order.paid_at,
+        order.va_bank,
+        order.va_account_number,
+        order.va_remittee_name,
+        order.va_expires_at,
+        order.compensation_status,
+    )
+    assert record is not None  # the caller holds the row's lock
+    return OrderRow.of(record)
+
+
+async def add_event(
+    db: asyncpg.Connection,
+    order_id: str,
+    *,
+    source: str,
+    portone_status: str | None,
+    from_status: str,
+    to_status: str,
+    detail: str | None,
+) -> None:
+    await db.execute(ADD_EVENT, order_id, source, portone_status, from_status, to_status, detail)
