@@ -1,6 +1,6 @@
 """The benchmark of issue 8: the service as deployed against a minimal correct verifier.
 
-    python3 bench/run.py [--quick] [--profile] [--keep-db]
+    python3 bench/run.py [--quick] [--profile [WORKLOAD]] [--keep-db]
 
 Creates .venv if needed (like scripts/run.py), then, on loopback only: a fresh database
 `verifier_bench` on the Postgres at 127.0.0.1:5432 (else an embedded one), migrated by
@@ -15,8 +15,9 @@ webhook-id for a pending order), at PortOne latency 0 and 50 ms; the constant ce
 Prints a table and writes bench/results.json; then checks that every paid order went
 PENDING -> PAID exactly once. Every process it starts is stopped on the way out.
 --quick: one round of 3 s runs (under a minute); default: two rounds of 10 s (~4 min).
---profile: one more first-time round with py-spy on the service (bench/profile.txt, and
-the collapsed stacks in bench/profile.raw); `--rounds 0 --profile` profiles only.
+--profile [first|repeat|webhook]: one more round of that workload (default first-time)
+with py-spy on the service (bench/profile.txt, and the collapsed stacks in
+bench/profile.raw); `--rounds 0 --profile` profiles only.
 BENCH_CONCURRENCY overrides C; BENCH_PYSPY_ARGS adds py-spy options. One run at a time.
 """
 
@@ -668,8 +669,8 @@ def machine() -> dict[str, Any]:
 # ---------------------------------------------------------------- profile
 
 
-def profile(bench: Bench, seconds: float) -> dict[str, Any] | None:
-    """py-spy on the service during one more first-time round (latency 0), not recorded."""
+def profile(bench: Bench, workload: str, seconds: float) -> dict[str, Any] | None:
+    """py-spy on the service during one more round of `workload` (latency 0), not recorded."""
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         print("installing py-spy into .venv …", flush=True)
@@ -678,6 +679,8 @@ def profile(bench: Bench, seconds: float) -> dict[str, Any] | None:
             print("  py-spy could not be installed; no profile", flush=True)
             return None
     bench.set_latency(0)
+    if workload == "repeat":  # orders to complete again, in case no round made any
+        bench.measure("service", "first", round_no=0, seconds=2, record=False)
     raw = bench.load.scratch / "profile.raw"
     pid = str(bench.targets["service"].process.pid)
     # Blocking samples (whole stacks; --nonblocking tears them), at a modest rate.
@@ -685,14 +688,14 @@ def profile(bench: Bench, seconds: float) -> dict[str, Any] | None:
     argv += ["-f", "raw", "-o", str(raw), *os.environ.get("BENCH_PYSPY_ARGS", "").split()]
     spy_process = bench.procs.start("py-spy", argv, cpu=LOAD_CPU)
     time.sleep(0.5)
-    bench.measure("service", "first", round_no=0, seconds=seconds - 1, record=False)
+    bench.measure("service", workload, round_no=0, seconds=seconds - 1, record=False)
     spy_process.wait(timeout=seconds + 30)
     bench.procs.finished(spy_process)
     if not raw.exists():
         print(f"  py-spy recorded nothing:\n{bench.procs.log_tail('py-spy')}", flush=True)
         return None
     shutil.copyfile(raw, PROFILE.with_suffix(".raw"))  # collapsed stacks, for a flame graph
-    return summarise_profile(raw.read_text())
+    return {"workload": workload, **summarise_profile(raw.read_text())}
 
 
 def _frame(frame: str) -> tuple[str, str]:
@@ -755,7 +758,7 @@ def summarise_profile(text: str) -> dict[str, Any]:
 
 def write_profile(summary: dict[str, Any]) -> None:
     lines = [
-        "py-spy, the service during first-time completions at PortOne latency 0:",
+        f"py-spy, the service during {WORKLOADS[summary['workload']]} at PortOne latency 0:",
         f"{summary['event_loop_samples']} busy samples of the event-loop thread, "
         f"{summary['other_thread_samples']} of other threads (shares below: of the former)",
     ]
@@ -911,7 +914,7 @@ def bench(
     for round_no in range(1, rounds + 1):
         print(f"round {round_no}", flush=True)
         run.round(round_no)
-    profile_summary = profile(run, min(seconds, 8) + 1) if args.profile else None
+    profile_summary = profile(run, args.profile, min(seconds, 8) + 1) if args.profile else None
 
     rows = summarise(run.runs)
     found = ratios(rows, run.rss_after_round) if rows else {}
@@ -971,7 +974,13 @@ def bench(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round of 3 s runs")
-    parser.add_argument("--profile", action="store_true", help="py-spy the service afterwards")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="first",
+        choices=["first", "repeat", "webhook"],
+        help="py-spy the service during one more round of this workload (default first)",
+    )
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database")
     parser.add_argument("--seconds", type=float, help="seconds per run (default 10, quick 3)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 2, quick 1)")
