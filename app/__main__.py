@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import sys
+import tempfile
 from dataclasses import asdict
+from typing import Any
 
 from app import logs
 from app.config import ConfigurationError, Settings, load_settings
@@ -20,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY", "1")),
+        help="worker processes (default 1, or WEB_CONCURRENCY); one per core at most",
+    )
     commands.add_parser("reconcile", help="run one reconciler pass and print its summary")
     commands.add_parser("deliver-events", help="deliver the order events that are due, once")
     args = parser.parse_args(argv)
@@ -32,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(reconcile(settings))
     if args.command == "deliver-events":
         return asyncio.run(deliver_events(settings))
-    serve_http(settings, args.host, args.port)
+    if args.workers > 1 and settings.portone_mode == "sandbox":
+        print("sandbox mode runs one worker: its emulated PortOne lives in memory", file=sys.stderr)
+        return 2
+    serve_http(settings, args.host, args.port, args.workers)
     return 0
 
 
@@ -61,26 +71,29 @@ async def deliver_events(settings: Settings) -> int:
     return 0 if summary.failed == 0 else 1
 
 
-def serve_http(settings: Settings, host: str, port: int) -> None:
+def serve_http(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
-    from app.main import create_app
-
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,  # RequestContext logs each request, with its ids
+        "proxy_headers": True,
+        "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        "log_config": None,
+        "timeout_graceful_shutdown": 20,
+    }
     logs.configure(settings.log_level)
-    app = create_app(settings)
-    # A full collection walks every object the imports made (~120k, ~55 ms on a 2-core
-    # machine), a pause that became the p99 under load; none of them is ever garbage.
-    gc.freeze()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        access_log=False,  # RequestContext logs each request, with its ids
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        log_config=None,
-        timeout_graceful_shutdown=20,
-    )
+    if workers == 1:
+        from app.main import create_app, frozen
+
+        uvicorn.run(frozen(create_app(settings)), **options)
+        return
+    # Each worker process builds its own app from the environment; their metrics meet in
+    # files (prometheus_client's multiprocess mode), so /metrics counts every worker.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="verifier-metrics-")
+    uvicorn.run("app.main:worker_app", factory=True, workers=workers, **options)
 
 
 if __name__ == "__main__":

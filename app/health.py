@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from app import metrics
@@ -52,4 +52,4 @@ async def prometheus(services: ServicesDep) -> Response:
         )
     metrics.compensations_owed.set(owed or 0)
     metrics.oldest_unprocessed_webhook_age.set(float(oldest or 0))
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
 
-from app import health, problems
+from app import health, logs, problems
 from app.background import every
 from app.config import Settings, load_settings
 from app.events.delivery import new_events_client
@@ -59,6 +60,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         sandbox.install(app)
     return app
+
+
+def frozen(app: FastAPI) -> FastAPI:
+    """`app`, with the objects made so far out of the garbage collector's way.
+
+    A full collection walks every object the imports made (~120k, ~55 ms on a 2-core
+    machine), a pause that became the p99 under load; none of them is ever garbage.
+    """
+    gc.freeze()
+    return app
+
+
+def worker_app() -> FastAPI:
+    """The app in each of several worker processes (`python -m app serve --workers N`)."""
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    return frozen(create_app(settings))
 
 
 def _background(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -63,13 +66,24 @@ reconciler_repairs = Counter(
 compensations_owed = Gauge(
     "compensations_owed",
     "Rejected payments whose cancellation PortOne has not confirmed yet.",
+    multiprocess_mode="mostrecent",  # read from the database at each scrape, by any worker
     registry=REGISTRY,
 )
 oldest_unprocessed_webhook_age = Gauge(
     "oldest_unprocessed_webhook_age_seconds",
     "Age of the oldest stored webhook not yet processed (0 when none).",
+    multiprocess_mode="mostrecent",
     registry=REGISTRY,
 )
+
+
+def exposition() -> bytes:
+    """The Prometheus text: of every worker where several share PROMETHEUS_MULTIPROC_DIR."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
 
 
 def observe_portone(operation: str, status: str, seconds: float) -> None:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,7 @@ import respx
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from app import __main__ as app_cli
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
@@ -79,10 +81,12 @@ def _service_env(database_url: str, portone_url: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def service_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def service_process(
+    env: dict[str, str], *options: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app", "serve", "--port", str(port), *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -150,6 +154,33 @@ def test_service_logs_json_with_request_ids_never_secrets_and_stops_cleanly_on_s
     assert not [line for line in lines if line["level"] in ("error", "critical")]
     for secret in (API_SECRET, TOKEN, WEBHOOK_SECRET, "database-password-that-must-not-leak"):
         assert secret not in stdout + stderr
+
+
+@pytest.mark.usefixtures("db")
+def test_two_workers_serve_one_database_and_count_metrics_together(
+    database_url: str, portone_server: str, tmp_path: Path
+) -> None:
+    env = {**_service_env(database_url, portone_server), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with service_process(env, "--workers", "2") as (base, process):
+        orders = [
+            httpx.post(
+                f"{base}/orders", json={"orderName": "W", "amount": 10_000}, headers=INTERNAL
+            )
+            for _ in range(10)
+        ]
+        for order in orders:  # a new connection each: either worker may take it
+            answer = httpx.post(
+                f"{base}/payments/complete", json={"paymentId": order.json()["paymentId"]}
+            )
+            assert answer.json()["status"] == "PAID"
+        exposition = httpx.get(f"{base}/metrics").text
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+    completions = 'http_requests_total{method="POST",route="/payments/complete",status="200"}'
+    assert f"{completions} 10.0" in exposition  # both workers' counts, whichever answered
+    worker_pids = {file.stem.rpartition("_")[2] for file in tmp_path.glob("counter_*.db")}
+    assert len(worker_pids) == 2  # the supervising process keeps no metrics of its own
 
 
 async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
@@ -319,3 +350,11 @@ async def test_cors_allows_configured_origins_on_public_endpoints_only(
     assert public.headers["access-control-allow-origin"] == "https://shop.example"
     assert "access-control-allow-origin" not in internal.headers
     assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_sandbox_mode_refuses_several_workers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PORTONE_MODE", "sandbox")
+    assert app_cli.main(["serve", "--workers", "2"]) == 2
+    assert "one worker" in capsys.readouterr().err
