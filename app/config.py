@@ -57,6 +57,7 @@ class Settings(BaseSettings):
 
     portone_mode: Mode = "live"
     database_url: SecretStr | None = None  # its password is a secret too
+    database_pool_size: int = Field(default=30, ge=1, le=1000)  # per worker process
     portone_api_base_url: AnyHttpUrl | None = None
     portone_api_secret: SecretStr | None = None
     portone_store_id: str | None = None

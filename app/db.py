@@ -32,13 +32,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def new_engine(url: str, *, pool_size: int = 30, max_overflow: int = 10) -> AsyncEngine:
+def new_engine(url: str, *, pool_size: int = 30) -> AsyncEngine:
     # A pool as large as the concurrency it serves: overflow connections are closed on
     # return, and reopening them (TLS included) under load costs more than idle ones.
+    # A third more may open for bursts (and close again).
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=max_overflow,
+        max_overflow=pool_size // 3,
         pool_timeout=5.0,
         connect_args={"timeout": 5.0, "command_timeout": 15.0},
     )

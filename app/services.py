@@ -74,7 +74,9 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set")
-    engine = new_engine(settings.database_url.get_secret_value())
+    engine = new_engine(
+        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
+    )
     http = new_http_client(
         portone_base_url or settings.api_base_url, settings.api_secret, portone_transport
     )

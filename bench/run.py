@@ -180,12 +180,33 @@ class Sample:
     at: float
 
 
+def _family(pid: int) -> list[int]:
+    """`pid` and its children: uvicorn's supervisor and its workers under --workers."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return [pid, *children]
+
+
 def sample(pid: int) -> Sample:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    status = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
+    """CPU summed over the process and its workers; memory of the largest one."""
+    cpu = system = threads = rss = hwm = 0
+    for member in _family(pid):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{member}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            status = dict(
+                line.split(":", 1)
+                for line in Path(f"/proc/{member}/status").read_text().splitlines()
+            )
+            cpu += int(fields[11]) + int(fields[12])  # utime + stime, every thread
+            system += int(fields[12])
+            threads += int(fields[17])
+            rss = max(rss, int(status["VmRSS"].split()[0]) * 1024)
+            hwm = max(hwm, int(status["VmHWM"].split()[0]) * 1024)
     busy = total = 0
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith(f"cpu{SERVER_CPU} "):
@@ -193,11 +214,11 @@ def sample(pid: int) -> Sample:
             total = sum(ticks[:8])
             busy = total - ticks[3] - ticks[4]  # minus idle and iowait
     return Sample(
-        cpu_ticks=int(fields[11]) + int(fields[12]),  # utime + stime, every thread
-        system_ticks=int(fields[12]),
-        threads=int(fields[17]),
-        rss=int(status["VmRSS"].split()[0]) * 1024,
-        hwm=int(status["VmHWM"].split()[0]) * 1024,
+        cpu_ticks=cpu,
+        system_ticks=system,
+        threads=threads,
+        rss=rss,
+        hwm=hwm,
         core_busy=busy,
         core_total=total,
         at=time.monotonic(),
@@ -802,7 +823,7 @@ def ensure_bench_packages() -> None:
 
 
 def start_servers(
-    procs: Processes, database_url: str, secret: str
+    procs: Processes, database_url: str, secret: str, workers: int
 ) -> tuple[dict[str, Target], int]:
     python = sys.executable
     standin_port = free_port()
@@ -830,6 +851,8 @@ def start_servers(
         "PORTONE_WEBHOOK_SECRETS": secret,
         "INTERNAL_API_TOKEN": secrets.token_urlsafe(24),
         "RECONCILE_INTERVAL_SECONDS": "0",
+        # As many connections as requests in flight, spread over the workers.
+        "DATABASE_POOL_SIZE": str(-(-CONCURRENCY // workers)),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
@@ -837,16 +860,16 @@ def start_servers(
         env.pop(proxy, None)  # loopback only
         env.pop(proxy.upper(), None)
     argvs = {
-        "service": [python, "-m", "app", "serve", "--host", "127.0.0.1", "--port"],
+        "service": [python, "-m", "app", "serve", "--workers", f"{workers}", "--port"],
         "minimal": [python, str(BENCH / "minimal_verifier.py"), "--port"],
         "constant": [python, str(BENCH / "constant.py"), "--port"],
     }
     started = {}
     for name, argv in argvs.items():
         port = free_port()
-        started[name] = Target(
-            name, port, procs.start(name, [*argv, str(port)], cpu=SERVER_CPU, env=env)
-        )
+        # Several workers get every core; the load generator then shares one with them.
+        cpu = SERVER_CPU if name != "service" or workers == 1 else f"0-{workers - 1}"
+        started[name] = Target(name, port, procs.start(name, [*argv, str(port)], cpu=cpu, env=env))
     for name, target in started.items():
         wait_listening(procs, name, target.process, target.port)
     status, body = http("GET", started["service"].port, "/readyz")
@@ -897,14 +920,19 @@ def bench(
     stack.callback(procs.stop_all)  # registered after the database: runs before its drop
 
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    servers, standin_port = start_servers(procs, database_url, secret)
+    servers, standin_port = start_servers(procs, database_url, secret, args.workers)
     measured = machine()  # the commit and the state of app/ the service started from
     load = Load(procs, scratch)
     db = Database(database_url)
     run = Bench(procs, load, db, servers, standin_port, secret, seconds)
     print(
         f"{rounds} round(s) of {seconds:g} s runs, C={CONCURRENCY}, load by {load.tool} on core "
-        f"{LOAD_CPU}, servers on core {SERVER_CPU}, database {DATABASE}",
+        f"{LOAD_CPU}, servers on core {SERVER_CPU}, database {DATABASE}"
+        + (
+            f"; the service: {args.workers} workers on cores 0-{args.workers - 1}"
+            if args.workers > 1
+            else ""
+        ),
         flush=True,
     )
     run.set_latency(0)
@@ -950,6 +978,7 @@ def bench(
             "concurrency": CONCURRENCY,
             "load_generator": load.tool,
             "server_core": SERVER_CPU,
+            "service_workers": args.workers,
             "load_core": LOAD_CPU,
             "portone_latencies_ms": list(LATENCIES),
         },
@@ -980,6 +1009,9 @@ def main() -> int:
         const="first",
         choices=["first", "repeat", "webhook"],
         help="py-spy the service during one more round of this workload (default first)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="service worker processes (default 1)"
     )
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database")
     parser.add_argument("--seconds", type=float, help="seconds per run (default 10, quick 3)")
