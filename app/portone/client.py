@@ -1,4 +1,4 @@
-"""Typed calls to PortOne's V2 REST API over one shared `httpx.AsyncClient`."""
+"""Typed calls to PortOne's V2 REST API over one shared httpx transport."""
 
 from __future__ import annotations
 
@@ -47,17 +47,57 @@ def default_transport() -> httpx.AsyncBaseTransport:
     return AiohttpTransport(limits=LIMITS)
 
 
+class PortOneHttp:
+    """httpx's transport API with PortOne's base URL, credentials and timeouts fixed.
+
+    Written by hand because `httpx.AsyncClient` spends ~0.17 ms of CPU per call around its
+    transport (URL merging, cookie jar, auth and redirect machinery that PortOne's API never
+    needs), about a tenth of a whole verification. Requests and responses are still httpx's,
+    so every httpx transport, and respx in the tests, work as before.
+    """
+
+    def __init__(self, base_url: str, secret: str, transport: httpx.AsyncBaseTransport) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._headers = httpx.Headers(
+            {"Authorization": f"PortOne {secret}", "Accept": "application/json"}
+        )
+        self._transport = transport
+
+    async def request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
+    ) -> httpx.Response:
+        """The whole answer, read; transport failures raise `httpx.TransportError`."""
+        request = httpx.Request(
+            method,
+            self._base_url + path,
+            params=params,
+            json=json,
+            headers=self._headers,
+            extensions={"timeout": TIMEOUT.as_dict()},
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> PortOneHttp:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 def new_http_client(
     base_url: str, secret: str, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
+) -> PortOneHttp:
     """The one client the process shares; the lifespan owns and closes it."""
-    return httpx.AsyncClient(
-        base_url=base_url.rstrip("/"),
-        headers={"Authorization": f"PortOne {secret}", "Accept": "application/json"},
-        timeout=TIMEOUT,
-        limits=LIMITS,
-        transport=transport or default_transport(),
-    )
+    return PortOneHttp(base_url, secret, transport or default_transport())
 
 
 def payment_path(payment_id: str, *rest: str) -> str:
@@ -81,7 +121,7 @@ Observer = Callable[[str, str, float], None]
 
 class PortOneClient:
     def __init__(
-        self, http: httpx.AsyncClient, *, store_id: str, observe: Observer | None = None
+        self, http: PortOneHttp, *, store_id: str, observe: Observer | None = None
     ) -> None:
         self._http = http
         self._store_id = store_id
