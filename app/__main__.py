@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from app import logs
@@ -23,9 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--workers",
-        type=int,
-        default=int(os.environ.get("WEB_CONCURRENCY", "1")),
-        help="worker processes (default 1, or WEB_CONCURRENCY); one per core at most",
+        type=_count,
+        help="worker processes, one per core at most (default: WEB_CONCURRENCY, else 1)",
     )
     commands.add_parser("reconcile", help="run one reconciler pass and print its summary")
     commands.add_parser("deliver-events", help="deliver the order events that are due, once")
@@ -39,11 +40,25 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(reconcile(settings))
     if args.command == "deliver-events":
         return asyncio.run(deliver_events(settings))
-    if args.workers > 1 and settings.portone_mode == "sandbox":
-        print("sandbox mode runs one worker: its emulated PortOne lives in memory", file=sys.stderr)
+    try:
+        workers = args.workers or _count(os.environ.get("WEB_CONCURRENCY", "1"))
+    except argparse.ArgumentTypeError as exc:
+        print(f"WEB_CONCURRENCY: {exc}", file=sys.stderr)
         return 2
-    serve_http(settings, args.host, args.port, args.workers)
+    if workers > 1 and settings.portone_mode == "sandbox":
+        # Its emulated PortOne lives in memory. A platform's WEB_CONCURRENCY is ignored.
+        if args.workers:
+            print("sandbox mode runs one worker: --workers must be 1", file=sys.stderr)
+            return 2
+        workers = 1
+    serve_http(settings, args.host, args.port, workers)
     return 0
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
+    return int(text)
 
 
 async def reconcile(settings: Settings) -> int:
@@ -91,9 +106,16 @@ def serve_http(settings: Settings, host: str, port: int, workers: int = 1) -> No
         return
     # Each worker process builds its own app from the environment; their metrics meet in
     # files (prometheus_client's multiprocess mode), so /metrics counts every worker.
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="verifier-metrics-")
-    uvicorn.run("app.main:worker_app", factory=True, workers=workers, **options)
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    metrics_dir = Path(given or tempfile.mkdtemp(prefix="verifier-metrics-"))
+    for stale in metrics_dir.glob("*.db"):  # an earlier run's counts are not this one's
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        uvicorn.run("app.main:worker_app", factory=True, workers=workers, **options)
+    finally:
+        if given is None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,7 @@ def test_two_workers_serve_one_database_and_count_metrics_together(
     database_url: str, portone_server: str, tmp_path: Path
 ) -> None:
     env = {**_service_env(database_url, portone_server), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    (tmp_path / "counter_1.db").write_bytes(b"")  # an earlier run's, to be cleared
     with service_process(env, "--workers", "2") as (base, process):
         orders = [
             httpx.post(
@@ -181,6 +182,7 @@ def test_two_workers_serve_one_database_and_count_metrics_together(
     assert f"{completions} 10.0" in exposition  # both workers' counts, whichever answered
     worker_pids = {file.stem.rpartition("_")[2] for file in tmp_path.glob("counter_*.db")}
     assert len(worker_pids) == 2  # the supervising process keeps no metrics of its own
+    assert "1" not in worker_pids
 
 
 async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
@@ -358,3 +360,27 @@ def test_sandbox_mode_refuses_several_workers(
     monkeypatch.setenv("PORTONE_MODE", "sandbox")
     assert app_cli.main(["serve", "--workers", "2"]) == 2
     assert "one worker" in capsys.readouterr().err
+
+
+def test_sandbox_mode_serves_one_worker_whatever_web_concurrency_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served: list[int] = []
+    monkeypatch.setattr(app_cli, "serve_http", lambda *args: served.append(args[-1]))
+    monkeypatch.setenv("PORTONE_MODE", "sandbox")
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")  # as some platforms set it
+
+    assert app_cli.main(["serve"]) == 0
+    assert served == [1]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_worker_count_is_refused_plainly(
+    value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PORTONE_MODE", "sandbox")
+    monkeypatch.setenv("WEB_CONCURRENCY", value)
+    assert app_cli.main(["serve"]) == 2
+    assert "WEB_CONCURRENCY" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        app_cli.main(["serve", "--workers", value])

@@ -31,6 +31,7 @@ class Outbox:
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "data": present_order(order, self._settings).model_dump(mode="json", by_alias=True),
         }
+        # As text: the jsonb codec SQLAlchemy sets on its connections encodes strings.
         await db.execute(
             ADD, new_id("evt"), order.id, event_type, json.dumps(payload), DeliveryState.PENDING
         )

@@ -6,7 +6,6 @@ the hot one, a handful of statements on a `driver_connection` (see there for why
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,12 +60,8 @@ class OrderRow:
 
     @classmethod
     def of(cls, record: asyncpg.Record) -> OrderRow:
-        values = dict(record)
-        # jsonb arrives as text on the driver connection (SQLAlchemy decodes it elsewhere).
-        for column in ("customer", "metadata_"):
-            if isinstance(values[column], str):
-                values[column] = json.loads(values[column])
-        return cls(**values)
+        # jsonb arrives decoded: SQLAlchemy sets its codec on every connection of the pool.
+        return cls(**record)
 
 
 async def find_by_payment_id(engine: AsyncEngine, payment_id: str) -> OrderRow | None:

@@ -25,8 +25,6 @@ from app.portone.webhooks import WebhookEvent
 
 LEASE = timedelta(seconds=60)
 
-# The request that inserts the delivery claims it; so does one that finds it FAILED, or
-# PROCESSING past its lease (the claimant died).
 CLAIM = """INSERT INTO webhook_deliveries AS d
         (webhook_id, body, type, payment_id, status, lease_until)
     VALUES ($1, $2, $3, $4, 'PROCESSING', now() + $5::interval)

@@ -59,7 +59,13 @@ class PortOneHttp:
     def __init__(self, base_url: str, secret: str, transport: httpx.AsyncBaseTransport) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = httpx.Headers(
-            {"Authorization": f"PortOne {secret}", "Accept": "application/json"}
+            {
+                "Authorization": f"PortOne {secret}",
+                "Accept": "application/json",
+                # What httpx can decode (the transport would offer more), as AsyncClient did.
+                "Accept-Encoding": "gzip, deflate",
+                "User-Agent": f"python-httpx/{httpx.__version__}",
+            }
         )
         self._transport = transport
 

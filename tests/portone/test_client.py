@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -56,7 +57,20 @@ async def test_requests_carry_the_portone_secret_as_authorization(
 
     await client.get_payment(PAYMENT_ID)
 
-    assert route.calls.last.request.headers["Authorization"] == "PortOne secret"
+    headers = route.calls.last.request.headers
+    assert headers["Authorization"] == "PortOne secret"
+    assert headers["Accept"] == "application/json"
+    # Only encodings httpx decodes: a transport's own offer (br, zstd) would go undecoded.
+    assert headers["Accept-Encoding"] == "gzip, deflate"
+
+
+async def test_a_gzipped_answer_is_read(client: PortOneClient, portone: respx.MockRouter) -> None:
+    body = gzip.compress(json.dumps(payment_body(PAYMENT_ID)).encode())
+    portone.get(f"/payments/{PAYMENT_ID}").respond(
+        200, content=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
+
+    assert (await client.get_payment(PAYMENT_ID)).id == PAYMENT_ID
 
 
 @pytest.mark.parametrize("payment_id", ["a/b", "..", ".", "?#", "결제-0001", "%2F", "a b"])
