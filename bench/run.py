@@ -18,7 +18,8 @@ PENDING -> PAID exactly once. Every process it starts is stopped on the way out.
 --profile [first|repeat|webhook]: one more round of that workload (default first-time)
 with py-spy on the service (bench/profile.txt, and the collapsed stacks in
 bench/profile.raw); `--rounds 0 --profile` profiles only.
-BENCH_CONCURRENCY overrides C; BENCH_PYSPY_ARGS adds py-spy options. One run at a time.
+BENCH_CONCURRENCY overrides C; BENCH_LOG_LEVEL the servers' LOG_LEVEL (WARNING);
+BENCH_PYSPY_ARGS adds py-spy options. One run at a time.
 """
 
 from __future__ import annotations
@@ -853,7 +854,7 @@ def start_servers(
         "RECONCILE_INTERVAL_SECONDS": "0",
         # As many connections as requests in flight, spread over the workers.
         "DATABASE_POOL_SIZE": str(-(-CONCURRENCY // workers)),
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),  # INFO: a line per request
         "PYTHONUNBUFFERED": "1",
     }
     for proxy in ("http_proxy", "https_proxy", "all_proxy"):
