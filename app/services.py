@@ -84,7 +84,7 @@ async def open_services(
         sessions = new_sessions(engine)
         portone = PortOneClient(http, store_id=settings.store_id, observe=metrics.observe_portone)
         policy = Policy(settings.store_id, settings.accept_test_payments)
-        compensator = Compensator(sessions, portone)
+        compensator = Compensator(engine, portone)
         sync = PaymentSync(
             engine,
             portone,

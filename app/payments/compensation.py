@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db import Sessions
-from app.orders.models import CompensationStatus, Order, OrderEvent
+from app.db import driver_connection
+from app.orders import rows
 from app.payments.sync import Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneApiError, PortOneError
@@ -28,18 +28,26 @@ logger = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 ALREADY_DONE = frozenset({"PAYMENT_ALREADY_CANCELLED"})
 
+OWED = "SELECT id FROM orders WHERE compensation_status = 'OWED'"
+CLAIM = """UPDATE orders
+    SET compensation_lease_until = now() + $2::interval, updated_at = clock_timestamp()
+    WHERE id = $1 AND compensation_status = 'OWED'
+        AND (compensation_lease_until IS NULL OR compensation_lease_until < now())
+    RETURNING payment_id, rejection_reason"""
+RECORD = """UPDATE orders SET compensation_lease_until = NULL,
+        compensation_status = CASE WHEN $2 THEN 'DONE' ELSE compensation_status END,
+        updated_at = clock_timestamp()
+    WHERE id = $1 RETURNING status"""
+
 
 class Compensator:
-    def __init__(self, sessions: Sessions, portone: PortOneClient) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine, portone: PortOneClient) -> None:
+        self._engine = engine
         self._portone = portone
 
     async def owed_order_ids(self) -> list[str]:
-        async with self._sessions() as session:
-            found = await session.scalars(
-                select(Order.id).where(Order.compensation_status == CompensationStatus.OWED)
-            )
-            return list(found)
+        async with driver_connection(self._engine) as db:
+            return [row["id"] for row in await db.fetch(OWED)]
 
     async def compensate(self, order_id: str, snapshot: Payment | None = None) -> bool:
         """Run an owed compensation if no one else is; True once PortOne confirms it.
@@ -83,39 +91,23 @@ class Compensator:
         return False, f"nothing to undo while PortOne says {payment.status}; left owed"
 
     async def _claim(self, order_id: str) -> tuple[str, str] | None:
-        now = func.now()
-        statement = (
-            update(Order)
-            .where(
-                Order.id == order_id,
-                Order.compensation_status == CompensationStatus.OWED,
-                or_(Order.compensation_lease_until.is_(None), Order.compensation_lease_until < now),
-            )
-            .values(compensation_lease_until=now + LEASE)
-            .returning(Order.payment_id, Order.rejection_reason)
-        )
-        async with self._sessions() as session, session.begin():
-            row = (await session.execute(statement)).first()
-        return None if row is None else (row[0], row[1] or "UNKNOWN")
+        async with driver_connection(self._engine) as db:
+            row = await db.fetchrow(CLAIM, order_id, LEASE)
+        return None if row is None else (row["payment_id"], row["rejection_reason"] or "UNKNOWN")
 
     async def _record(
         self, order_id: str, payment: Payment | None, done: bool, detail: str
     ) -> None:
-        async with self._sessions() as session, session.begin():
-            order = await session.get(Order, order_id, with_for_update=True)
-            assert order is not None
-            order.compensation_lease_until = None
-            if done:
-                order.compensation_status = CompensationStatus.DONE
-            session.add(
-                OrderEvent(
-                    order_id=order_id,
-                    source=Source.COMPENSATION,
-                    portone_status=payment.status if payment else None,
-                    from_status=order.status,
-                    to_status=order.status,
-                    detail=detail,
-                )
+        async with driver_connection(self._engine) as db, db.transaction():
+            status = await db.fetchval(RECORD, order_id, done)
+            await rows.add_event(
+                db,
+                order_id,
+                source=Source.COMPENSATION,
+                portone_status=payment.status if payment else None,
+                from_status=status,
+                to_status=status,
+                detail=detail,
             )
         log = logger.info if done else logger.warning
         log("compensation of order %s: %s", order_id, detail)
