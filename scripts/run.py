@@ -54,15 +54,20 @@ def embedded_postgres() -> Iterator[str]:
 
 
 def serve(env: dict[str, str], port: int) -> int:
+    # Its own session: a terminal's Ctrl-C reaches run.py only, which passes on exactly one
+    # signal (a second one makes uvicorn abandon its graceful shutdown).
     child = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
+        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        start_new_session=True,
     )
 
     def forward(signum: int, _: object) -> None:
-        child.send_signal(signum)
+        # A closed terminal (SIGHUP) no longer reaches the child: stop it as gracefully.
+        child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
     code = child.wait()
     # uvicorn re-raises the signal it shut down for: that is a clean stop.
     return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
