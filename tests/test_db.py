@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -46,6 +47,10 @@ async def test_a_dead_connection_is_not_reused_and_its_error_means_unavailable(
     first, _ = await _backend(engine)
     async with driver_connection(engine) as borrowed:
         await db.execute("SELECT pg_terminate_backend($1)", first)
+        for _ in range(100):  # let the client read the server's goodbye, as between requests
+            if borrowed.is_closed():
+                break
+            await asyncio.sleep(0.02)
         with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)) as raised:
             await borrowed.fetchval("SELECT 1")
 
