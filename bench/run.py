@@ -17,7 +17,8 @@ PENDING -> PAID exactly once. Every process it starts is stopped on the way out.
 --quick: one round of 3 s runs (under a minute); default: two rounds of 10 s (~4 min).
 --profile [first|repeat|webhook]: one more round of that workload (default first-time)
 with py-spy on the service (bench/profile.txt, and the collapsed stacks in
-bench/profile.raw); `--rounds 0 --profile` profiles only.
+bench/profile.raw); `--rounds 0 --profile` profiles only. `--workloads first,webhook`
+runs a subset (for iterating; the targets of the others are left out).
 BENCH_CONCURRENCY overrides C; BENCH_LOG_LEVEL the servers' LOG_LEVEL (WARNING);
 BENCH_PYSPY_ARGS adds py-spy options. One run at a time.
 """
@@ -527,12 +528,12 @@ class Bench:
         )
         return run
 
-    def round(self, round_no: int) -> None:
+    def round(self, round_no: int, workloads: list[str]) -> None:
         # Alternate who goes first, so neither always runs on a warmer (or fuller) database.
         order = ["service", "minimal"] if round_no % 2 else ["minimal", "service"]
         for latency in LATENCIES:
             self.set_latency(latency)
-            for workload in ("first", "repeat", "webhook"):
+            for workload in workloads:
                 if workload == "repeat" and latency:
                     continue  # a repeated completion makes no PortOne call: latency is moot
                 for name in order:
@@ -942,7 +943,7 @@ def bench(
     run.measure("constant", "constant", round_no=0, seconds=1, record=False)
     for round_no in range(1, rounds + 1):
         print(f"round {round_no}", flush=True)
-        run.round(round_no)
+        run.round(round_no, args.workloads)
     profile_summary = profile(run, args.profile, min(seconds, 8) + 1) if args.profile else None
 
     rows = summarise(run.runs)
@@ -1001,6 +1002,14 @@ def bench(
     return 0 if check["ok"] else 1
 
 
+def _workloads(value: str) -> list[str]:
+    chosen = value.split(",")
+    unknown = set(chosen) - {"first", "repeat", "webhook"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    return chosen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round of 3 s runs")
@@ -1013,6 +1022,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="service worker processes (default 1)"
+    )
+    parser.add_argument(
+        "--workloads",
+        type=_workloads,
+        default=["first", "repeat", "webhook"],
+        help="comma-separated subset of first,repeat,webhook (default all; for quick iteration)",
     )
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database")
     parser.add_argument("--seconds", type=float, help="seconds per run (default 10, quick 3)")
