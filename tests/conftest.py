@@ -71,12 +71,19 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
+def respx_wire(base_url: str, secret: str) -> portone_client.HttpxWire:
+    return portone_client.HttpxWire(base_url, secret, httpx.AsyncHTTPTransport())
+
+
 @pytest.fixture(autouse=True)
-def _respx_can_see_portone_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+def _respx_can_see_portone_calls(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """respx intercepts httpx's own transport, so the PortOne client uses it in tests; the
-    aiohttp transport of production is tested against a real server in
-    tests/portone/test_transport.py."""
-    monkeypatch.setattr(portone_client, "default_transport", httpx.AsyncHTTPTransport)
+    aiohttp wire of production is tested against a real server by the tests marked
+    `production_wire` (tests/portone/test_transport.py)."""
+    if request.node.get_closest_marker("production_wire") is None:
+        monkeypatch.setattr(portone_client, "default_wire", respx_wire)
 
 
 @pytest.fixture

@@ -1,16 +1,24 @@
-"""Typed calls to PortOne's V2 REST API over one shared httpx transport."""
+"""Typed calls to PortOne's V2 REST API over one shared connection pool.
+
+Production talks to PortOne through aiohttp (`AiohttpWire`); the sandbox's in-process
+emulator and the tests' respx mocks are reached through any httpx transport (`HttpxWire`).
+Above the wire, one `PortOneClient` builds every call and reads every answer.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
+import aiohttp
 import httpx
 import stamina
-from httpx_aiohttp import AiohttpTransport
+import yarl
 from pydantic import BaseModel, ValidationError
 
 from app.portone.errors import (
@@ -33,77 +41,145 @@ Model = TypeVar("Model", bound=BaseModel)
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 READ_ATTEMPTS = 3
+MAX_CONNECTIONS = 100
 
 
-LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """PortOne's answer, read whole."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive, as both wires give them
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
 
 
-def default_transport() -> httpx.AsyncBaseTransport:
-    """httpx's API over aiohttp's connection pool.
+class NoAnswer(Exception):
+    """PortOne could not be reached or did not answer in time (nothing was read)."""
 
-    httpx's own pool (httpcore) spends about 1.5 ms of CPU per request under a few dozen
-    concurrent callers (encode/httpx#3215); aiohttp's spends a fifth of that.
-    """
-    return AiohttpTransport(limits=LIMITS)
+    def __init__(self, cause: BaseException, *, timed_out: bool) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.timed_out = timed_out
 
 
-class PortOneHttp:
-    """httpx's transport API with PortOne's base URL, credentials and timeouts fixed.
+class Wire(ABC):
+    """How requests reach PortOne: one connection pool, its base URL and credentials fixed."""
 
-    Written by hand because `httpx.AsyncClient` spends ~0.17 ms of CPU per call around its
-    transport (URL merging, cookie jar, auth and redirect machinery that PortOne's API never
-    needs), about a tenth of a whole verification. Requests and responses are still httpx's,
-    so every httpx transport, and respx in the tests, work as before.
-    """
-
-    def __init__(self, base_url: str, secret: str, transport: httpx.AsyncBaseTransport) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._headers = httpx.Headers(
-            {
-                "Authorization": f"PortOne {secret}",
-                "Accept": "application/json",
-                # What httpx can decode (the transport would offer more), as AsyncClient did.
-                "Accept-Encoding": "gzip, deflate",
-                "User-Agent": f"python-httpx/{httpx.__version__}",
-            }
-        )
-        self._transport = transport
-
+    @abstractmethod
     async def request(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
-    ) -> httpx.Response:
-        """The whole answer, read; transport failures raise `httpx.TransportError`."""
-        request = httpx.Request(
-            method,
-            self._base_url + path,
-            params=params,
-            json=json,
-            headers=self._headers,
-            extensions={"timeout": TIMEOUT.as_dict()},
-        )
-        response = await self._transport.handle_async_request(request)
-        response.request = request
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
+    ) -> Reply:
+        """The whole answer to `method` base_url+path; `NoAnswer` when there is none."""
 
-    async def aclose(self) -> None:
-        await self._transport.aclose()
+    @abstractmethod
+    async def aclose(self) -> None: ...
 
-    async def __aenter__(self) -> PortOneHttp:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
+def _headers(secret: str) -> dict[str, str]:
+    return {
+        "Authorization": f"PortOne {secret}",
+        "Accept": "application/json",
+        # Only what both wires decode (aiohttp would offer br or zstd where installed).
+        "Accept-Encoding": "gzip, deflate",
+        "User-Agent": "portone-verifier",
+    }
+
+
+class AiohttpWire(Wire):
+    """Production's wire: aiohttp's client, keep-alive pool of `MAX_CONNECTIONS`.
+
+    Chosen by measurement (bench/run.py, issue 8): per PortOne call, httpx's AsyncClient
+    cost ~1.5 ms of CPU under 32 concurrent callers (encode/httpx#3215), httpx over an
+    aiohttp transport still ~1.1 ms more per verification than aiohttp itself, whose
+    requests and responses are built once rather than once per library.
+    """
+
+    def __init__(self, base_url: str, secret: str) -> None:
+        # Already encoded: the payment id is one percent-encoded segment that must reach
+        # PortOne as it is (yarl would otherwise re-quote it and resolve dot segments).
+        self._base_url = base_url.rstrip("/")
+        self._headers = _headers(secret)
+        self._timeout = aiohttp.ClientTimeout(
+            connect=TIMEOUT.pool, sock_connect=TIMEOUT.connect, sock_read=TIMEOUT.read
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the event loop that will run it.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
+    ) -> Reply:
+        url = yarl.URL(self._base_url + path, encoded=True)
+        if params:
+            url = url.extend_query(params)
+        try:
+            async with self._open().request(
+                method, url, json=json, allow_redirects=False
+            ) as response:
+                return Reply(response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NoAnswer(exc, timed_out=isinstance(exc, TimeoutError)) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class HttpxWire(Wire):
+    """Any httpx transport as a wire: the sandbox's ASGI emulator, respx in the tests."""
+
+    def __init__(self, base_url: str, secret: str, transport: httpx.AsyncBaseTransport) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=_headers(secret),
+            timeout=TIMEOUT,
+            transport=transport,
+        )
+
+    async def request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
+    ) -> Reply:
+        try:
+            response = await self._client.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            raise NoAnswer(exc, timed_out=timed_out) from exc
+        return Reply(response.status_code, response.headers, response.content)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def default_wire(base_url: str, secret: str) -> Wire:
+    return AiohttpWire(base_url, secret)
+
+
 def new_http_client(
     base_url: str, secret: str, transport: httpx.AsyncBaseTransport | None = None
-) -> PortOneHttp:
-    """The one client the process shares; the lifespan owns and closes it."""
-    return PortOneHttp(base_url, secret, transport or default_transport())
+) -> Wire:
+    """The one wire the process shares (the lifespan owns and closes it): aiohttp to
+    PortOne, or the given httpx transport (the sandbox's emulator)."""
+    if transport is None:
+        return default_wire(base_url, secret)
+    return HttpxWire(base_url, secret, transport)
 
 
 def payment_path(payment_id: str, *rest: str) -> str:
@@ -116,7 +192,7 @@ def payment_path(payment_id: str, *rest: str) -> str:
 
 
 class _RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: Reply) -> None:
         super().__init__(f"PortOne answered {response.status_code}")
         self.response = response
 
@@ -126,9 +202,7 @@ Observer = Callable[[str, str, float], None]
 
 
 class PortOneClient:
-    def __init__(
-        self, http: PortOneHttp, *, store_id: str, observe: Observer | None = None
-    ) -> None:
+    def __init__(self, http: Wire, *, store_id: str, observe: Observer | None = None) -> None:
         self._http = http
         self._store_id = store_id
         self._observe = observe
@@ -176,11 +250,11 @@ class PortOneClient:
             "pre_register", "POST", payment_path(payment_id, "pre-register"), json=body
         )
 
-    async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
         """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff."""
         try:
             async for attempt in stamina.retry_context(
-                on=(httpx.TransportError, _RetryableStatus),
+                on=(NoAnswer, _RetryableStatus),
                 attempts=READ_ATTEMPTS,
                 timeout=20.0,
                 wait_initial=0.1,
@@ -192,21 +266,21 @@ class PortOneClient:
                         raise _RetryableStatus(response)
         except _RetryableStatus as exc:
             raise _unavailable(exc.response) from None
-        except httpx.TransportError as exc:
+        except NoAnswer as exc:
             raise _unreachable(exc) from exc
         return _checked(response)
 
-    async def _write(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _write(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
         """Writes are not retried here: their callers persist what is owed and retry later."""
         try:
             response = await self._send(operation, method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except NoAnswer as exc:
             raise _unreachable(exc) from exc
         if _is_retryable(response):
             raise _unavailable(response)
         return _checked(response)
 
-    async def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
         started = time.perf_counter()
         status = "error"
         try:
@@ -218,16 +292,16 @@ class PortOneClient:
                 self._observe(operation, status, time.perf_counter() - started)
 
 
-def _unreachable(exc: httpx.TransportError) -> PortOneUnavailable:
-    what = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-    return PortOneUnavailable(f"PortOne {what} ({type(exc).__name__})")
+def _unreachable(exc: NoAnswer) -> PortOneUnavailable:
+    what = "timed out" if exc.timed_out else "unreachable"
+    return PortOneUnavailable(f"PortOne {what} ({type(exc.__cause__).__name__})")
 
 
-def _is_retryable(response: httpx.Response) -> bool:
+def _is_retryable(response: Reply) -> bool:
     return response.status_code == 429 or response.status_code >= 500
 
 
-def _unavailable(response: httpx.Response) -> PortOneUnavailable:
+def _unavailable(response: Reply) -> PortOneUnavailable:
     retry_after = response.headers.get("Retry-After", "")
     return PortOneUnavailable(
         f"PortOne answered {response.status_code}",
@@ -235,7 +309,7 @@ def _unavailable(response: httpx.Response) -> PortOneUnavailable:
     )
 
 
-def _checked(response: httpx.Response) -> httpx.Response:
+def _checked(response: Reply) -> Reply:
     if response.is_success:
         return response
     if response.status_code in (401, 403):
@@ -251,7 +325,7 @@ def _checked(response: httpx.Response) -> httpx.Response:
     raise PortOneApiError(response.status_code, error.type, error.message)
 
 
-def _parse(response: httpx.Response, model: type[Model]) -> Model:
+def _parse(response: Reply, model: type[Model]) -> Model:
     try:
         return model.model_validate_json(response.content)
     except ValidationError as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import respx
 import schemathesis
@@ -18,7 +17,7 @@ from schemathesis.python import asgi
 
 from app.main import create_app
 from app.portone import client as portone_client
-from tests.conftest import PORTONE, TOKEN, make_settings
+from tests.conftest import PORTONE, TOKEN, make_settings, respx_wire
 from tests.fuzz import api_fuzz
 from tests.fuzz.api_fuzz import Known
 from tests.fuzz.fake_portone import FakePortOne
@@ -47,7 +46,7 @@ def served(database_url: str, fake_portone: FakePortOne) -> Iterator[tuple[BaseS
     app = create_app(make_settings(database_url))
     with pytest.MonkeyPatch.context() as patch:
         # respx sees httpx's own transport only (conftest does this per test, too late here).
-        patch.setattr(portone_client, "default_transport", httpx.AsyncHTTPTransport)
+        patch.setattr(portone_client, "default_wire", respx_wire)
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app
     try:
         with asgi.get_client(app) as client:  # type: ignore[arg-type]
