@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.util import greenlet_spawn
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -55,19 +56,20 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
 
     The payment path (lookup, lock, update, event) speaks SQL to asyncpg directly: py-spy
     put SQLAlchemy's ORM at 41 % of a completion's CPU. Borrowing from the one pool keeps
-    one number of connections to size.
+    one number of connections to size; straight from the pool (`raw_connection`), as a
+    `Connection` around it cost ~0.05 ms of CPU per borrow.
     """
-    async with engine.connect() as connection:
-        pooled = await connection.get_raw_connection()
-        driver = pooled.driver_connection
-        assert isinstance(driver, asyncpg.Connection)
-        try:
-            yield driver
-        finally:
-            # asyncpg's errors bypass SQLAlchemy: a dead connection, or one whose rollback
-            # was itself cut short, must not go back to the pool.
-            if driver.is_closed() or driver.is_in_transaction():
-                await connection.invalidate()
+    pooled = await engine.raw_connection()
+    driver = pooled.driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+    try:
+        yield driver
+    finally:
+        # asyncpg's errors bypass SQLAlchemy: a dead connection, or one whose rollback
+        # was itself cut short, must not go back to the pool. (Both may do I/O, hence the
+        # greenlet SQLAlchemy's sync pool needs for it.)
+        dead = driver.is_closed() or driver.is_in_transaction()
+        await greenlet_spawn(pooled.invalidate if dead else pooled.close)
 
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"

@@ -18,7 +18,7 @@ PENDING -> PAID exactly once. Every process it starts is stopped on the way out.
 --profile [first|repeat|webhook]: one more round of that workload (default first-time)
 with py-spy on the service (bench/profile.txt, and the collapsed stacks in
 bench/profile.raw); `--rounds 0 --profile` profiles only. `--workloads first,webhook`
-runs a subset (for iterating; the targets of the others are left out).
+and `--latencies 0` run a subset (for iterating; the targets of the others are left out).
 BENCH_CONCURRENCY overrides C; BENCH_LOG_LEVEL the servers' LOG_LEVEL (WARNING);
 BENCH_PYSPY_ARGS adds py-spy options. One run at a time.
 """
@@ -528,10 +528,10 @@ class Bench:
         )
         return run
 
-    def round(self, round_no: int, workloads: list[str]) -> None:
+    def round(self, round_no: int, workloads: list[str], latencies: list[int]) -> None:
         # Alternate who goes first, so neither always runs on a warmer (or fuller) database.
         order = ["service", "minimal"] if round_no % 2 else ["minimal", "service"]
-        for latency in LATENCIES:
+        for latency in latencies:
             self.set_latency(latency)
             for workload in workloads:
                 if workload == "repeat" and latency:
@@ -943,7 +943,7 @@ def bench(
     run.measure("constant", "constant", round_no=0, seconds=1, record=False)
     for round_no in range(1, rounds + 1):
         print(f"round {round_no}", flush=True)
-        run.round(round_no, args.workloads)
+        run.round(round_no, args.workloads, args.latencies)
     profile_summary = profile(run, args.profile, min(seconds, 8) + 1) if args.profile else None
 
     rows = summarise(run.runs)
@@ -982,7 +982,7 @@ def bench(
             "server_core": SERVER_CPU,
             "service_workers": args.workers,
             "load_core": LOAD_CPU,
-            "portone_latencies_ms": list(LATENCIES),
+            "portone_latencies_ms": args.latencies,
         },
         "summary": rows,
         "ratios": found,
@@ -1028,6 +1028,12 @@ def main() -> int:
         type=_workloads,
         default=["first", "repeat", "webhook"],
         help="comma-separated subset of first,repeat,webhook (default all; for quick iteration)",
+    )
+    parser.add_argument(
+        "--latencies",
+        type=lambda value: [int(ms) for ms in value.split(",")],
+        default=list(LATENCIES),
+        help="comma-separated PortOne latencies in ms (default 0,50)",
     )
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DATABASE} database")
     parser.add_argument("--seconds", type=float, help="seconds per run (default 10, quick 3)")

@@ -6,7 +6,7 @@ the hot one, a handful of statements on a `driver_connection` (see there for why
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,11 +24,11 @@ COLUMNS = """id, payment_id, order_name, amount, currency, status, rejection_rea
 # Composed of constants only (S608 looks for user input formatted into SQL).
 FIND = f"SELECT {COLUMNS} FROM orders WHERE payment_id = $1"  # noqa: S608
 LOCK = f"SELECT {COLUMNS} FROM orders WHERE payment_id = $1 FOR UPDATE"  # noqa: S608
-SAVE = f"""UPDATE orders SET status = $2, rejection_reason = $3, portone_status = $4,
+SAVE = """UPDATE orders SET status = $2, rejection_reason = $3, portone_status = $4,
     status_changed_at = $5, paid_amount = $6, refunded_amount = $7, paid_at = $8,
     va_bank = $9, va_account_number = $10, va_remittee_name = $11, va_expires_at = $12,
     compensation_status = $13, updated_at = clock_timestamp()
-    WHERE id = $1 RETURNING {COLUMNS}"""  # noqa: S608
+    WHERE id = $1 RETURNING updated_at"""
 ADD_EVENT = """INSERT INTO order_events
     (order_id, source, portone_status, from_status, to_status, detail)
     VALUES ($1, $2, $3, $4, $5, $6)"""
@@ -79,7 +79,7 @@ async def lock_by_payment_id(db: asyncpg.Connection, payment_id: str) -> OrderRo
 
 async def save(db: asyncpg.Connection, order: OrderRow) -> OrderRow:
     """Write what the payment path may change; the row as stored (with its new updated_at)."""
-    record = await db.fetchrow(
+    updated_at = await db.fetchval(
         SAVE,
         order.id,
         order.status,
@@ -95,8 +95,8 @@ async def save(db: asyncpg.Connection, order: OrderRow) -> OrderRow:
         order.va_expires_at,
         order.compensation_status,
     )
-    assert record is not None  # the caller holds the row's lock
-    return OrderRow.of(record)
+    assert updated_at is not None  # the caller holds the row's lock
+    return replace(order, updated_at=updated_at)
 
 
 async def add_event(

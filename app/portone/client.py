@@ -251,7 +251,15 @@ class PortOneClient:
         )
 
     async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
-        """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff."""
+        """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff.
+
+        The first attempt runs outside stamina: its retry context costs ~0.1 ms of CPU per
+        call (tenacity's per-attempt machinery), which only a failed attempt needs.
+        """
+        try:
+            return _checked(await self._attempt(operation, method, path, **kwargs))
+        except (NoAnswer, _RetryableStatus) as exc:
+            failure = exc
         try:
             async for attempt in stamina.retry_context(
                 on=(NoAnswer, _RetryableStatus),
@@ -261,14 +269,20 @@ class PortOneClient:
                 wait_max=1.0,
             ):
                 with attempt:
-                    response = await self._send(operation, method, path, **kwargs)
-                    if _is_retryable(response):
-                        raise _RetryableStatus(response)
+                    if attempt.num == 1:
+                        raise failure  # the attempt above: stamina counts it and backs off
+                    response = await self._attempt(operation, method, path, **kwargs)
         except _RetryableStatus as exc:
             raise _unavailable(exc.response) from None
         except NoAnswer as exc:
             raise _unreachable(exc) from exc
         return _checked(response)
+
+    async def _attempt(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
+        response = await self._send(operation, method, path, **kwargs)
+        if _is_retryable(response):
+            raise _RetryableStatus(response)
+        return response
 
     async def _write(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
         """Writes are not retried here: their callers persist what is owed and retry later."""
