@@ -59,7 +59,12 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
     one number of connections to size; straight from the pool (`raw_connection`), as a
     `Connection` around it cost ~0.05 ms of CPU per borrow.
     """
-    pooled = await engine.raw_connection()
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        pooled = await engine.raw_connection()
+    except dbapi_error as exc:  # opening a connection failed: wrapped as engine.connect() does
+        error = sa_exc.DBAPIError.instance(None, None, exc, dbapi_error, dialect=engine.dialect)
+        raise error from exc
     driver = pooled.driver_connection
     assert isinstance(driver, asyncpg.Connection)
     try:

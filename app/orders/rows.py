@@ -16,22 +16,35 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db import driver_connection
 
 # `metadata` is `metadata_` in Python, as on the ORM model (SQLAlchemy reserves the name).
+# `version` is the row version's xmin: every UPDATE of the row, by any writer, changes it.
 COLUMNS = """id, payment_id, order_name, amount, currency, status, rejection_reason,
     portone_status, status_changed_at, paid_amount, refunded_amount, paid_at,
     va_bank, va_account_number, va_remittee_name, va_expires_at,
-    customer, metadata AS metadata_, compensation_status, created_at, updated_at"""
+    customer, metadata AS metadata_, compensation_status, created_at, updated_at,
+    xmin AS version"""
 
 # Composed of constants only (S608 looks for user input formatted into SQL).
 FIND = f"SELECT {COLUMNS} FROM orders WHERE payment_id = $1"  # noqa: S608
 LOCK = f"SELECT {COLUMNS} FROM orders WHERE payment_id = $1 FOR UPDATE"  # noqa: S608
-SAVE = """UPDATE orders SET status = $2, rejection_reason = $3, portone_status = $4,
+_SET = """status = $2, rejection_reason = $3, portone_status = $4,
     status_changed_at = $5, paid_amount = $6, refunded_amount = $7, paid_at = $8,
     va_bank = $9, va_account_number = $10, va_remittee_name = $11, va_expires_at = $12,
-    compensation_status = $13, updated_at = clock_timestamp()
-    WHERE id = $1 RETURNING updated_at"""
-ADD_EVENT = """INSERT INTO order_events
-    (order_id, source, portone_status, from_status, to_status, detail)
-    VALUES ($1, $2, $3, $4, $5, $6)"""
+    compensation_status = $13, updated_at = clock_timestamp()"""
+_EVENT = """INSERT INTO order_events
+    (order_id, source, portone_status, from_status, to_status, detail)"""
+SAVE = f"UPDATE orders SET {_SET} WHERE id = $1 RETURNING updated_at, xmin AS version"  # noqa: S608
+ADD_EVENT = f"{_EVENT} VALUES ($1, $2, $3, $4, $5, $6)"
+# One statement, so one transaction: the order and its event are written only if the row
+# is still at the version read ($14). The UPDATE takes the row lock as FOR UPDATE would
+# and, in READ COMMITTED, re-checks the version after waiting out a concurrent writer.
+SAVE_IF_UNCHANGED = f"""WITH saved AS (
+        UPDATE orders SET {_SET} WHERE id = $1 AND xmin = $14
+        RETURNING id, updated_at, xmin AS version),
+    event AS ({_EVENT} SELECT id, $15, $16, $17, $18, $19 FROM saved)
+    SELECT updated_at, version FROM saved"""  # noqa: S608
+# The event of a snapshot that changes nothing, under a share lock on the unchanged row.
+RECORD_IF_UNCHANGED = f"""WITH seen AS (SELECT id FROM orders WHERE id = $1 AND xmin = $2 FOR SHARE)
+    {_EVENT} SELECT id, $3, $4, $5, $6, $7 FROM seen RETURNING order_id"""  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,7 @@ class OrderRow:
     compensation_status: str | None
     created_at: datetime
     updated_at: datetime
+    version: int
 
     @classmethod
     def of(cls, record: asyncpg.Record) -> OrderRow:
@@ -77,10 +91,23 @@ async def lock_by_payment_id(db: asyncpg.Connection, payment_id: str) -> OrderRo
     return None if record is None else OrderRow.of(record)
 
 
-async def save(db: asyncpg.Connection, order: OrderRow) -> OrderRow:
-    """Write what the payment path may change; the row as stored (with its new updated_at)."""
-    updated_at = await db.fetchval(
-        SAVE,
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A row of order_events: what one look at a payment did to its order."""
+
+    source: str
+    portone_status: str | None
+    from_status: str
+    to_status: str
+    detail: str | None
+
+    def fields(self) -> tuple[str | None, ...]:
+        return (self.source, self.portone_status, self.from_status, self.to_status, self.detail)
+
+
+def _changes(order: OrderRow) -> tuple[Any, ...]:
+    """$1-$13 of `_SET`: what the payment path may change."""
+    return (
         order.id,
         order.status,
         order.rejection_reason,
@@ -95,18 +122,28 @@ async def save(db: asyncpg.Connection, order: OrderRow) -> OrderRow:
         order.va_expires_at,
         order.compensation_status,
     )
-    assert updated_at is not None  # the caller holds the row's lock
-    return replace(order, updated_at=updated_at)
 
 
-async def add_event(
-    db: asyncpg.Connection,
-    order_id: str,
-    *,
-    source: str,
-    portone_status: str | None,
-    from_status: str,
-    to_status: str,
-    detail: str | None,
-) -> None:
-    await db.execute(ADD_EVENT, order_id, source, portone_status, from_status, to_status, detail)
+async def save(db: asyncpg.Connection, order: OrderRow) -> OrderRow:
+    """Write what the payment path may change; the row as stored (new updated_at, version)."""
+    record = await db.fetchrow(SAVE, *_changes(order))
+    assert record is not None  # the caller holds the row's lock
+    return replace(order, **record)
+
+
+async def save_if_unchanged(
+    db: asyncpg.Connection, order: OrderRow, version: int, event: Event
+) -> OrderRow | None:
+    """`order` and its event, written if the row is still at `version`; else None."""
+    record = await db.fetchrow(SAVE_IF_UNCHANGED, *_changes(order), version, *event.fields())
+    return None if record is None else replace(order, **record)
+
+
+async def record_if_unchanged(db: asyncpg.Connection, order: OrderRow, event: Event) -> bool:
+    """The event of a snapshot that changed nothing, if the row is still `order`."""
+    recorded = await db.fetchval(RECORD_IF_UNCHANGED, order.id, order.version, *event.fields())
+    return recorded is not None
+
+
+async def add_event(db: asyncpg.Connection, order_id: str, event: Event) -> None:
+    await db.execute(ADD_EVENT, order_id, *event.fields())

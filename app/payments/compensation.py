@@ -100,14 +100,8 @@ class Compensator:
     ) -> None:
         async with driver_connection(self._engine) as db, db.transaction():
             status = await db.fetchval(RECORD, order_id, done)
-            await rows.add_event(
-                db,
-                order_id,
-                source=Source.COMPENSATION,
-                portone_status=payment.status if payment else None,
-                from_status=status,
-                to_status=status,
-                detail=detail,
-            )
+            portone_status = payment.status if payment else None
+            event = rows.Event(Source.COMPENSATION, portone_status, status, status, detail)
+            await rows.add_event(db, order_id, event)
         log = logger.info if done else logger.warning
         log("compensation of order %s: %s", order_id, detail)

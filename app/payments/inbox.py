@@ -100,10 +100,11 @@ class WebhookInbox:
             return DeliveryStatus.IGNORED, f"{event.type}: not a payment event"
         if event.store_id is not None and event.store_id != self._store_id:
             return DeliveryStatus.IGNORED, f"store {event.store_id} is not ours"
-        if await rows.find_by_payment_id(self._engine, event.payment_id) is None:
+        order = await rows.find_by_payment_id(self._engine, event.payment_id)
+        if order is None:
             return DeliveryStatus.IGNORED, "no order has this paymentId"
         try:
-            observation = await self._sync.sync(event.payment_id, Source.WEBHOOK)
+            observation = await self._sync.sync(event.payment_id, Source.WEBHOOK, seen=order)
         except PaymentNotFound:
             return DeliveryStatus.IGNORED, "PortOne has no payment with this id"
         return (

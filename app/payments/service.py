@@ -32,7 +32,7 @@ async def complete_payment(engine: AsyncEngine, sync: PaymentSync, payment_id: s
         # Settled orders change only through webhooks and the reconciler; no PortOne call.
         return _outcome(order, order.portone_status, None, None)
     try:
-        observation = await sync.sync(payment_id, Source.COMPLETE)
+        observation = await sync.sync(payment_id, Source.COMPLETE, seen=order)
     except PaymentNotFound:
         raise PaymentNotPaid(
             "PortOne has no payment with this id", portone_status=None, failure_reason=None

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import logs, metrics
@@ -73,45 +75,82 @@ class PaymentSync:
         self._on_compensation_owed = on_compensation_owed
         self._outbox = outbox
 
-    async def sync(self, payment_id: str, source: Source) -> Observation:
-        """Fetch PortOne's truth (no transaction open), then apply it."""
+    async def sync(
+        self, payment_id: str, source: Source, seen: OrderRow | None = None
+    ) -> Observation:
+        """Fetch PortOne's truth (no transaction open), then apply it (to `seen`, if given:
+        the order as the caller just read it)."""
         payment = await self._portone.get_payment(payment_id)
-        return await self.apply(payment_id, payment, source)
+        return await self.apply(payment_id, payment, source, seen)
 
-    async def apply(self, payment_id: str, payment: Payment, source: Source) -> Observation:
+    async def apply(
+        self, payment_id: str, payment: Payment, source: Source, seen: OrderRow | None = None
+    ) -> Observation:
         logs.bind(payment_id=payment_id)
         if payment.id != payment_id:
             # Never act on an answer about another payment: that would cancel someone else's.
             raise PortOneUnavailable(f"PortOne answered for payment {payment.id!r}")
-        async with driver_connection(self._engine) as db, db.transaction():
-            before = await rows.lock_by_payment_id(db, payment_id)
-            if before is None:
-                raise OrderNotFound(f"no order has paymentId {payment_id}")
-            logs.bind(order_id=before.id)
-            decision = decide(payment, _terms(before), self._policy)
-            order = before if decision.stale else self._applied(before, payment, decision)
-            if order != before:
-                order = await rows.save(db, order)
-            if self._outbox is not None and order.status != before.status:
-                await self._outbox.add(db, order)
-            await rows.add_event(
-                db,
-                order.id,
-                source=source,
-                portone_status=payment.status,
-                from_status=before.status,
-                to_status=order.status,
-                detail=decision.detail,
-            )
-        observation = Observation(order, payment, decision, before.status)
+        observation = (
+            None if seen is None else await self._apply_if_unchanged(seen, payment, source)
+        )
+        if observation is None:
+            observation = await self._apply_locked(payment_id, payment, source)
         _count(observation)
         # Only the transaction that rejected the payment owes its compensation.
+        order, decision = observation.order, observation.decision
         owed = (
             decision.rejection is not None and order.compensation_status == CompensationStatus.OWED
         )
         if owed and self._on_compensation_owed is not None:
             await self._on_compensation_owed(order.id, payment)
         return observation
+
+    async def _apply_if_unchanged(
+        self, seen: OrderRow, payment: Payment, source: Source
+    ) -> Observation | None:
+        """Decide on the order as read, and write only if it is still that row version:
+        one statement instead of BEGIN, lock, update, event, COMMIT. None when another
+        writer came first; the locked path then decides again."""
+        logs.bind(order_id=seen.id)
+        decision, order = self._decided(seen, payment)
+        event = _event(source, payment, seen, order, decision)
+        queued = self._outbox is not None and order.status != seen.status
+        async with (
+            driver_connection(self._engine) as db,
+            # The outbox row needs the stored updated_at, so it takes a second statement.
+            db.transaction() if queued else nullcontext(),
+        ):
+            if order == seen:
+                saved = order if await rows.record_if_unchanged(db, seen, event) else None
+            else:
+                saved = await rows.save_if_unchanged(db, order, seen.version, event)
+            if saved is None:
+                return None
+            if queued:
+                await self._queue(db, saved)
+        return Observation(saved, payment, decision, seen.status)
+
+    async def _apply_locked(self, payment_id: str, payment: Payment, source: Source) -> Observation:
+        async with driver_connection(self._engine) as db, db.transaction():
+            before = await rows.lock_by_payment_id(db, payment_id)
+            if before is None:
+                raise OrderNotFound(f"no order has paymentId {payment_id}")
+            logs.bind(order_id=before.id)
+            decision, order = self._decided(before, payment)
+            if order != before:
+                order = await rows.save(db, order)
+            if order.status != before.status:
+                await self._queue(db, order)
+            await rows.add_event(db, order.id, _event(source, payment, before, order, decision))
+        return Observation(order, payment, decision, before.status)
+
+    async def _queue(self, db: asyncpg.Connection, order: OrderRow) -> None:
+        if self._outbox is not None:
+            await self._outbox.add(db, order)
+
+    def _decided(self, before: OrderRow, payment: Payment) -> tuple[Decision, OrderRow]:
+        decision = decide(payment, _terms(before), self._policy)
+        return decision, before if decision.stale else self._applied(before, payment, decision)
 
     def _applied(self, order: OrderRow, payment: Payment, decision: Decision) -> OrderRow:
         """The order as the decision leaves it (written only if anything differs)."""
@@ -139,6 +178,12 @@ class PaymentSync:
                 va_expires_at=method.expired_at,
             )
         return order
+
+
+def _event(
+    source: Source, payment: Payment, before: OrderRow, after: OrderRow, decision: Decision
+) -> rows.Event:
+    return rows.Event(source, payment.status, before.status, after.status, decision.detail)
 
 
 def _terms(order: OrderRow) -> OrderTerms:
