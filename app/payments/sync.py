@@ -2,6 +2,11 @@
 
 `/payments/complete`, the webhook and the reconciler all come through `PaymentSync`;
 none of them has its own copy of the rules in `app.payments.rules`.
+
+Where the caller has just read the order (completion, webhook), the decision is made on
+that row and written by one statement that locks, updates and records the event only if
+the row is still that version; if anything wrote it in between, the ordinary path runs:
+lock, decide again on the row as it now stands, write, commit.
 """
 
 from __future__ import annotations
