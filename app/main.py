@@ -62,6 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# Collect young objects every 50,000 allocations rather than 700: a request allocates
+# thousands, nearly all freed by reference counting as it goes, and collecting that often
+# cost ~13 % of the CPU of a repeated completion (a few MiB more garbage waits meanwhile).
+GC_THRESHOLD = (50_000, 10, 10)
+
+
 def frozen(app: FastAPI) -> FastAPI:
     """`app`, with the objects made so far out of the garbage collector's way.
 
@@ -69,6 +75,7 @@ def frozen(app: FastAPI) -> FastAPI:
     machine), a pause that became the p99 under load; none of them is ever garbage.
     """
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
     return app
 
 
