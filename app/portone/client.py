@@ -97,15 +97,13 @@ def _headers(secret: str) -> dict[str, str]:
 class AiohttpWire(Wire):
     """Production's wire: aiohttp's client, keep-alive pool of `MAX_CONNECTIONS`.
 
-    Chosen by measurement (bench/run.py, issue 8): per PortOne call, httpx's AsyncClient
-    cost ~1.5 ms of CPU under 32 concurrent callers (encode/httpx#3215), httpx over an
-    aiohttp transport still ~1.1 ms more per verification than aiohttp itself, whose
-    requests and responses are built once rather than once per library.
+    Chosen by measurement (bench/run.py, issue 8): httpx's own pool cost ~1.5 ms of CPU
+    per call under 32 concurrent callers (encode/httpx#3215), and httpx over an aiohttp
+    transport still ~1 ms more per completion than aiohttp alone, which builds each
+    request and response once instead of once per library.
     """
 
     def __init__(self, base_url: str, secret: str) -> None:
-        # Already encoded: the payment id is one percent-encoded segment that must reach
-        # PortOne as it is (yarl would otherwise re-quote it and resolve dot segments).
         self._base_url = base_url.rstrip("/")
         self._headers = _headers(secret)
         self._timeout = aiohttp.ClientTimeout(
@@ -127,6 +125,8 @@ class AiohttpWire(Wire):
     async def request(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
     ) -> Reply:
+        # Already encoded: the payment id is one percent-encoded segment that must reach
+        # PortOne as it is (yarl would otherwise re-quote it and resolve dot segments).
         url = yarl.URL(self._base_url + path, encoded=True)
         if params:
             url = url.extend_query(params)
