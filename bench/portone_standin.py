@@ -60,6 +60,8 @@ def payment_template(store_id: str) -> str:
         "updatedAt": now,
         "statusChangedAt": now,
         "orderName": "Waffle trainer 2",
+        # Newer than the reference OpenAPI; portone-server-sdk requires it (flask_sample.py).
+        "origin": {"platformType": "PC", "ipAddress": "203.0.113.7"},
         "amount": {
             "total": AMOUNT,
             "taxFree": 0,
@@ -77,16 +79,13 @@ def payment_template(store_id: str) -> str:
             "email": "gildong@example.com",
             "phoneNumber": "01012345678",
         },
-        "promotionId": None,
         "isCulturalExpense": False,
-        "escrow": None,
         "products": [{"id": "sku-1", "name": "Waffle trainer 2", "amount": AMOUNT, "quantity": 1}],
         "productCount": 1,
-        "customData": '{"cart":"bench"}',
+        "customData": '{"item":"sku-1"}',  # the item bench/flask_sample.py sells
         "country": "KR",
         "paidAt": now,
         "pgTxId": "pg-tx-bench",
-        "cashReceipt": None,
         "receiptUrl": "https://receipt.example.com/bench",
         "webhooks": [],
         "disputes": [],
