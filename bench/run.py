@@ -6,8 +6,10 @@ Creates .venv if needed (like scripts/run.py), then, on loopback only: a fresh d
 `verifier_bench` on the Postgres at 127.0.0.1:5432 (else an embedded one), migrated by
 `alembic upgrade head`; a PortOne stand-in (bench/portone_standin.py); the service
 (`python -m app serve`, live mode, uvicorn without reload or access log), the minimal
-verifier (bench/minimal_verifier.py) and a constant-JSON FastAPI app (bench/constant.py),
-all pinned to core 0; wrk (or, without it, an aiohttp driver) pinned to core 1, C=32.
+verifier (bench/minimal_verifier.py), a verifier shaped as PortOne's Flask sample
+(bench/flask_sample.py, first-time completions only) and a constant-JSON FastAPI app
+(bench/constant.py), all pinned to core 0; wrk (or, without it, an aiohttp driver)
+pinned to core 1, C=32.
 
 Workloads, in interleaved rounds: first-time completions (each request a different
 pending order), repeated completions of PAID orders, signed webhooks (each a new
