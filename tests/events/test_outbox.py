@@ -32,6 +32,7 @@ from app.config import Settings
 from app.events.delivery import EventDelivery
 from app.events.outbox import Outbox
 from app.main import create_app
+from app.orders import rows
 from app.orders.presenter import OrderView
 from app.payments.sync import Source
 from app.services import Services
@@ -528,15 +529,21 @@ async def test_order_event_endpoints_need_the_internal_token(
 # --- transactions and crashes --------------------------------------------------------------
 
 
+# Both ways a change is written: under the lock, and in one statement on the row as read.
+@pytest.mark.parametrize("read_first", [False, True], ids=["locked", "as-read"])
 async def test_a_rolled_back_change_writes_no_event(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,
     services: Services,
     db: asyncpg.Connection,
     monkeypatch: pytest.MonkeyPatch,
+    read_first: bool,
 ) -> None:
     order = await create_order(client)
     portone_returns(portone, order["paymentId"], status_changed_at=T0)
+    seen = (
+        await rows.find_by_payment_id(services.engine, order["paymentId"]) if read_first else None
+    )
     add = Outbox.add
 
     async def add_then_fail(self: Outbox, connection: Any, changed: OrderView) -> None:
@@ -546,7 +553,7 @@ async def test_a_rolled_back_change_writes_no_event(
     monkeypatch.setattr(Outbox, "add", add_then_fail)
 
     with pytest.raises(RuntimeError, match="before the commit"):
-        await services.sync.sync(order["paymentId"], Source.COMPLETE)
+        await services.sync.sync(order["paymentId"], Source.COMPLETE, seen)
 
     assert await outbox(db) == []
     row = await order_row(db, order["orderId"])
