@@ -95,9 +95,9 @@ class PaymentSync:
         if payment.id != payment_id:
             # Never act on an answer about another payment: that would cancel someone else's.
             raise PortOneUnavailable(f"PortOne answered for payment {payment.id!r}")
-        observation = (
-            None if seen is None else await self._apply_if_unchanged(seen, payment, source)
-        )
+        observation = None
+        if seen is not None and seen.payment_id == payment_id:
+            observation = await self._apply_if_unchanged(seen, payment, source)
         if observation is None:
             observation = await self._apply_locked(payment_id, payment, source)
         _count(observation)

@@ -120,3 +120,19 @@ async def test_a_snapshot_that_changes_nothing_on_a_stale_row_is_decided_again(
         ("PENDING", "PAID"),
         ("PAID", "PAID"),
     ]
+
+
+async def test_a_row_read_for_another_payment_is_not_written(
+    client: httpx.AsyncClient, services: Services, db: asyncpg.Connection
+) -> None:
+    order, other = await create_order(client), await create_order(client)
+    wrong = await read(services, other["paymentId"])
+
+    observation = await services.sync.apply(
+        order["paymentId"], snapshot(order["paymentId"]), Source.COMPLETE, wrong
+    )
+
+    assert observation.order.id == order["orderId"]
+    assert (await order_row(db, order["orderId"]))["status"] == "PAID"
+    assert (await order_row(db, other["orderId"]))["status"] == "PENDING"
+    assert await events(db, other["orderId"]) == []

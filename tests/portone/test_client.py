@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from collections.abc import AsyncIterator
@@ -12,7 +13,8 @@ import httpx
 import pytest
 import respx
 
-from app.portone.client import PortOneClient, new_http_client
+from app.portone import client as portone_client
+from app.portone.client import NoAnswer, PortOneClient, Reply, Wire, new_http_client
 from app.portone.errors import (
     PaymentNotFound,
     PortOneApiError,
@@ -327,3 +329,45 @@ async def test_list_payments_sends_options_as_json_in_request_body_parameter(
     assert not request.content
     assert [p.id for p in page.items] == ["pay-a", "pay-b"]
     assert page.page.total_count == 2
+
+
+class SlowFailingWire(Wire):
+    """Every attempt takes `seconds` and gets no answer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+
+    async def request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
+    ) -> Reply:
+        self.calls += 1
+        await asyncio.sleep(self.seconds)
+        raise NoAnswer(TimeoutError("read timed out"), timed_out=True)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_first_attempt_counts_against_the_retry_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(portone_client, "READ_BUDGET_SECONDS", 0.2)
+    wire = SlowFailingWire(0.3)  # the first attempt alone outlasts the budget
+
+    with pytest.raises(PortOneUnavailable, match="timed out"):
+        await PortOneClient(wire, store_id=STORE_ID).get_payment(PAYMENT_ID)
+
+    assert wire.calls == 1
+
+
+async def test_retries_share_the_budget_left_by_the_first_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(portone_client, "READ_BUDGET_SECONDS", 10.0)
+    wire = SlowFailingWire(0.01)
+
+    with pytest.raises(PortOneUnavailable, match="timed out"):
+        await PortOneClient(wire, store_id=STORE_ID).get_payment(PAYMENT_ID)
+
+    assert wire.calls == 3

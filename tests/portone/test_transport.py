@@ -219,3 +219,13 @@ async def test_a_slow_portone_times_out(monkeypatch: pytest.MonkeyPatch) -> None
         async with new_http_client(url, SECRET) as http:
             with pytest.raises(PortOneUnavailable, match="timed out"):
                 await PortOneClient(http, store_id=STORE_ID).get_payment("slow")
+
+
+async def test_a_call_after_the_client_closed_is_unavailable(server: str) -> None:
+    http = new_http_client(server, SECRET)
+    client = PortOneClient(http, store_id=STORE_ID)
+    await client.get_payment("pay-1")
+    await http.aclose()
+
+    with pytest.raises(PortOneUnavailable, match="unreachable"):
+        await client.get_payment("pay-1")
