@@ -17,7 +17,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import logs, metrics
@@ -119,11 +118,11 @@ class PaymentSync:
         logs.bind(order_id=seen.id)
         decision, order = self._decided(seen, payment)
         event = _event(source, payment, seen, order, decision)
-        queued = self._outbox is not None and order.status != seen.status
+        outbox = self._outbox if order.status != seen.status else None
         async with (
             driver_connection(self._engine) as db,
             # The outbox row needs the stored updated_at, so it takes a second statement.
-            db.transaction() if queued else nullcontext(),
+            db.transaction() if outbox is not None else nullcontext(),
         ):
             if order == seen:
                 saved = order if await rows.record_if_unchanged(db, seen, event) else None
@@ -131,8 +130,8 @@ class PaymentSync:
                 saved = await rows.save_if_unchanged(db, order, seen.version, event)
             if saved is None:
                 return None
-            if queued:
-                await self._queue(db, saved)
+            if outbox is not None:
+                await outbox.add(db, saved)
         return Observation(saved, payment, decision, seen.status)
 
     async def _apply_locked(self, payment_id: str, payment: Payment, source: Source) -> Observation:
@@ -144,14 +143,10 @@ class PaymentSync:
             decision, order = self._decided(before, payment)
             if order != before:
                 order = await rows.save(db, order)
-            if order.status != before.status:
-                await self._queue(db, order)
+            if self._outbox is not None and order.status != before.status:
+                await self._outbox.add(db, order)
             await rows.add_event(db, order.id, _event(source, payment, before, order, decision))
         return Observation(order, payment, decision, before.status)
-
-    async def _queue(self, db: asyncpg.Connection, order: OrderRow) -> None:
-        if self._outbox is not None:
-            await self._outbox.add(db, order)
 
     def _decided(self, before: OrderRow, payment: Payment) -> tuple[Decision, OrderRow]:
         decision = decide(payment, _terms(before), self._policy)
