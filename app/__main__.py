@@ -72,7 +72,7 @@ async def reconcile(settings: Settings) -> int:
 
 
 async def deliver_events(settings: Settings) -> int:
-    from app.events.delivery import new_events_client
+    from app.outbox.delivery import new_events_client
     from app.services import open_services
 
     logs.configure(settings.log_level)

@@ -7,30 +7,30 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import BigInteger, bindparam, func, select
 
-from app.db import database_unavailable
+from app.db import Database, Query, database_unavailable
 
 logger = logging.getLogger(__name__)
 
+TRY_LOCK = Query(select(func.pg_try_advisory_lock(bindparam("key", type_=BigInteger))))
+UNLOCK = Query(select(func.pg_advisory_unlock(bindparam("key", type_=BigInteger))))
+
 
 @asynccontextmanager
-async def advisory_lock(engine: AsyncEngine, key: int) -> AsyncIterator[bool]:
+async def advisory_lock(database: Database, key: int) -> AsyncIterator[bool]:
     """True while this process holds the Postgres advisory lock `key`, False if another does.
 
     The lock belongs to a connection held for the whole block; it is released before the
     pool can hand that connection to anyone else, and by Postgres if the process dies.
     """
-    async with engine.connect() as connection:
-        locked = bool(await connection.scalar(select(func.pg_try_advisory_lock(key))))
-        await connection.commit()
+    async with database.connect() as db:
+        locked = bool(await TRY_LOCK.value(db, key=key))
         try:
             yield locked
         finally:
             if locked:
-                await connection.execute(select(func.pg_advisory_unlock(key)))
-                await connection.commit()
+                await UNLOCK.value(db, key=key)
 
 
 async def every(

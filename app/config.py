@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.portone.webhooks import decode_secret
+from app.standard_webhooks import decode_secret
 
 Mode = Literal["live", "sandbox"]
 

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from app import health, logs, problems
 from app.background import every
 from app.config import Settings, load_settings
-from app.events.delivery import new_events_client
-from app.events.router import router as events_router
 from app.middleware import PublicCors, RequestContext
 from app.orders.router import router as orders_router
+from app.outbox.delivery import new_events_client
+from app.outbox.router import router as outbox_router
 from app.payments.router import router as payments_router
 from app.refunds.router import router as refunds_router
 from app.services import Services, open_services
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(orders_router)
     app.include_router(refunds_router)
-    app.include_router(events_router)
+    app.include_router(outbox_router)
     app.include_router(health.router)
     if settings.portone_mode == "sandbox":
         from app import sandbox
@@ -64,16 +64,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 # Collect the young generation once 50,000 more objects have been made than freed, not
 # 700: a request makes thousands, most freed by reference counting as it goes, and the
-# default had a collection every few requests, ~13 % of a repeated completion's CPU.
-# Cyclic garbage (exceptions and their tracebacks) waits a little longer to be freed.
+# default collects every few requests (bench/README.md has the cost). Cyclic garbage
+# (exceptions and their tracebacks) waits a little longer to be freed.
 GC_THRESHOLD = (50_000, 10, 10)
 
 
 def frozen(app: FastAPI) -> FastAPI:
     """`app`, with the objects made so far out of the garbage collector's way.
 
-    A full collection walks every object the imports made (~120k, ~55 ms on a 2-core
-    machine), a pause that became the p99 under load; none of them is ever garbage.
+    A full collection walks every object the imports made, a pause long enough to be the
+    p99 under load; none of them is ever garbage.
     """
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)

@@ -17,23 +17,24 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import String, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import logs, metrics
 from app.background import advisory_lock
-from app.db import Sessions, database_unavailable
-from app.orders.models import Order, OrderStatus
+from app.db import Database, Query, database_unavailable
+from app.orders import store
+from app.payments import inbox
 from app.payments.compensation import Compensator
-from app.payments.models import DeliveryStatus, ReconcilerCheckpoint, WebhookDelivery
 from app.payments.sync import PaymentSync, Source
+from app.payments.tables import reconciler_checkpoints as checkpoints
 from app.portone.client import PortOneClient
 from app.portone.errors import PaymentNotFound, PortOneError
 from app.portone.models import Payment
+from app.times import rfc3339, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,15 @@ CHANGES_OVERLAP = timedelta(minutes=5)  # PortOne's clock and ours may disagree 
 PAGE_SIZE = 100
 MAX_PAGES = 100
 CHECKPOINT = "payments-changed"
+
+_by_name = checkpoints.c.name == bindparam("name", type_=String)
+READ_CHECKPOINT = Query(select(checkpoints.c.changed_until).where(_by_name))
+_until = bindparam("changed_until", type_=checkpoints.c.changed_until.type)
+SAVE_CHECKPOINT = Query(
+    insert(checkpoints)
+    .values(name=bindparam("name", type_=String), changed_until=_until)
+    .on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"changed_until": _until})
+)
 
 
 @dataclass
@@ -64,8 +74,7 @@ class PassSummary:
 class Reconciler:
     def __init__(
         self,
-        engine: AsyncEngine,
-        sessions: Sessions,
+        database: Database,
         portone: PortOneClient,
         sync: PaymentSync,
         compensator: Compensator,
@@ -73,8 +82,7 @@ class Reconciler:
         store_id: str,
         stopping: asyncio.Event | None = None,
     ) -> None:
-        self._engine = engine
-        self._sessions = sessions
+        self._database = database
         self._portone = portone
         self._sync = sync
         self._compensator = compensator
@@ -82,7 +90,7 @@ class Reconciler:
         self._stopping = stopping or asyncio.Event()
 
     async def run_pass(self) -> PassSummary:
-        async with advisory_lock(self._engine, LOCK_KEY) as locked:
+        async with advisory_lock(self._database, LOCK_KEY) as locked:
             if not locked:
                 metrics.reconciler_passes.labels("skipped").inc()
                 return PassSummary(skipped=True)
@@ -96,26 +104,12 @@ class Reconciler:
         return summary
 
     async def _unsettled_payment_ids(self) -> list[str]:
-        now = func.now()
-        orders = select(Order.payment_id).where(
-            or_(
-                (Order.status == OrderStatus.PENDING)
-                & (Order.created_at < now - PENDING_MIN_AGE)
-                & (Order.created_at > now - PENDING_MAX_AGE),
-                Order.status == OrderStatus.AWAITING_DEPOSIT,
+        async with self._database.connect() as db:
+            orders = await store.unsettled_payment_ids(
+                db, pending_min_age=PENDING_MIN_AGE, pending_max_age=PENDING_MAX_AGE
             )
-        )
-        deliveries = select(WebhookDelivery.payment_id).where(
-            WebhookDelivery.payment_id.is_not(None),
-            or_(
-                WebhookDelivery.status == DeliveryStatus.FAILED,
-                (WebhookDelivery.status == DeliveryStatus.PROCESSING)
-                & (WebhookDelivery.lease_until < now),
-            ),
-        )
-        async with self._sessions() as session:
-            found = await session.scalars(orders.union(deliveries))
-            return [payment_id for payment_id in found if payment_id is not None]
+            webhooks = await inbox.unprocessed_payment_ids(db)
+        return list(dict.fromkeys([*orders, *webhooks]))
 
     async def _refetch(self, payment_ids: Iterable[str], summary: PassSummary) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
@@ -146,30 +140,12 @@ class Reconciler:
                 summary.compensated += await self._compensator.compensate(order_id)
 
     async def _settle_deliveries(self, payment_id: str) -> None:
-        """A failed webhook whose payment has just been re-fetched has served its purpose."""
-        statement = (
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.payment_id == payment_id,
-                WebhookDelivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.PROCESSING]),
-                or_(
-                    WebhookDelivery.lease_until.is_(None),
-                    WebhookDelivery.lease_until < func.now(),
-                ),
-            )
-            .values(
-                status=DeliveryStatus.PROCESSED,
-                outcome="applied by the reconciler",
-                processed_at=func.now(),
-                lease_until=None,
-            )
-        )
-        async with self._sessions() as session, session.begin():
-            await session.execute(statement)
+        async with self._database.connect() as db:
+            await inbox.settle_deliveries(db, payment_id)
 
     async def _read_changes(self, summary: PassSummary) -> None:
         """Apply PortOne's list of payments whose status changed since the last pass."""
-        until = datetime.now(UTC)
+        until = utc_now()
         since = await self._checkpoint(until) - CHANGES_OVERLAP
         for number in range(MAX_PAGES):
             if self._stopping.is_set():
@@ -190,14 +166,9 @@ class Reconciler:
 
     async def _apply_changes(self, payments: list[Payment], summary: PassSummary) -> None:
         by_id = {payment.id: payment for payment in payments}
-        async with self._sessions() as session:
-            ours = await session.execute(
-                select(Order.payment_id, Order.portone_status, Order.status_changed_at).where(
-                    Order.payment_id.in_(by_id)
-                )
-            )
-            rows = ours.all()
-        for payment_id, portone_status, applied_at in rows:
+        async with self._database.connect() as db:
+            applied = await store.applied_snapshots(db, list(by_id))
+        for payment_id, (portone_status, applied_at) in applied.items():
             payment = by_id[payment_id]
             if payment.status == portone_status and payment.status_changed_at == applied_at:
                 continue
@@ -211,17 +182,13 @@ class Reconciler:
             summary.changed += observation.changed
 
     async def _checkpoint(self, now: datetime) -> datetime:
-        async with self._sessions() as session:
-            saved = await session.get(ReconcilerCheckpoint, CHECKPOINT)
-        return saved.changed_until if saved else now - FIRST_LOOKBACK
+        async with self._database.connect() as db:
+            saved: datetime | None = await READ_CHECKPOINT.value(db, name=CHECKPOINT)
+        return saved or now - FIRST_LOOKBACK
 
     async def _save_checkpoint(self, until: datetime) -> None:
-        statement = insert(ReconcilerCheckpoint).values(name=CHECKPOINT, changed_until=until)
-        statement = statement.on_conflict_do_update(
-            index_elements=[ReconcilerCheckpoint.name], set_={"changed_until": until}
-        )
-        async with self._sessions() as session, session.begin():
-            await session.execute(statement)
+        async with self._database.connect() as db:
+            await SAVE_CHECKPOINT.run(db, name=CHECKPOINT, changed_until=until)
 
 
 def _failed(summary: PassSummary, exc: Exception, message: str, *args: object) -> None:
@@ -240,11 +207,7 @@ def _changes_query(store_id: str, since: datetime, until: datetime, page: int) -
         "filter": {
             "storeId": store_id,
             "timestampType": "STATUS_CHANGED_AT",
-            "from": _rfc3339(since),
-            "until": _rfc3339(until),
+            "from": rfc3339(since),
+            "until": rfc3339(until),
         },
     }
-
-
-def _rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,6 +1,8 @@
-"""Everything a process shares: settings, the database, the PortOne client, the one path.
+"""Everything a process shares, built once: the database, the PortOne client, the one
+path and the services around it.
 
-The web app opens it in its lifespan; the CLI commands open the same thing.
+The web app opens it in its lifespan (routers get what they use through `app.deps`);
+the CLI commands open the same thing.
 """
 
 from __future__ import annotations
@@ -11,39 +13,39 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import metrics
 from app.config import Settings
-from app.db import Sessions, migration_head, new_engine, new_sessions
-from app.events.delivery import EventDelivery
-from app.events.outbox import Outbox
+from app.db import Database, migration_head, new_engine
+from app.orders.service import Orders
+from app.outbox.delivery import EventDelivery
+from app.outbox.service import OutboxEvents
+from app.outbox.writer import Outbox
 from app.payments.compensation import Compensator
+from app.payments.complete import Completion
 from app.payments.inbox import WebhookInbox
 from app.payments.rules import Policy
 from app.payments.sync import PaymentSync
 from app.portone.client import PortOneClient, new_http_client
-from app.portone.webhooks import decode_secret
+from app.readiness import Health
 from app.reconcile import Reconciler
 from app.refunds.service import Refunds
+from app.standard_webhooks import decode_secret
 
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    engine: AsyncEngine
-    sessions: Sessions
+    database: Database
     portone: PortOneClient
     sync: PaymentSync
     compensator: Compensator
+    orders: Orders
+    completion: Completion
     inbox: WebhookInbox
     refunds: Refunds
-    migration_head: str | None
-
-    @property
-    def pre_registration(self) -> PortOneClient | None:
-        """The client that pre-registers new orders' amounts, when PORTONE_PRE_REGISTER is on."""
-        return self.portone if self.settings.portone_pre_register else None
+    outbox_events: OutboxEvents
+    health: Health
 
     def event_delivery(self, http: httpx.AsyncClient) -> EventDelivery | None:
         """The outbox's delivery to ORDER_EVENTS_URL, when one is configured."""
@@ -51,12 +53,11 @@ class Services:
         if url is None or secret is None:
             return None
         key = decode_secret(secret.get_secret_value())
-        return EventDelivery(self.engine, self.sessions, http, url=str(url), key=key)
+        return EventDelivery(self.database, http, url=str(url), key=key)
 
     def reconciler(self, stopping: asyncio.Event | None = None) -> Reconciler:
         return Reconciler(
-            self.engine,
-            self.sessions,
+            self.database,
             self.portone,
             self.sync,
             self.compensator,
@@ -81,36 +82,37 @@ async def open_services(
         portone_base_url or settings.api_base_url, settings.api_secret, portone_transport
     )
     try:
-        sessions = new_sessions(engine)
+        database = Database(engine)
         portone = PortOneClient(http, store_id=settings.store_id, observe=metrics.observe_portone)
-        policy = Policy(settings.store_id, settings.accept_test_payments)
-        compensator = Compensator(engine, portone)
+        compensator = Compensator(database, portone)
         sync = PaymentSync(
-            engine,
+            database,
             portone,
-            policy,
+            Policy(settings.store_id, settings.accept_test_payments),
             auto_cancel=settings.auto_cancel_on_mismatch,
             on_compensation_owed=compensator.compensate,
             outbox=Outbox(settings) if settings.order_events_url else None,
         )
-        inbox = WebhookInbox(
-            engine,
-            sync,
-            keys=settings.webhook_keys,
-            store_id=settings.store_id,
-            tolerance_seconds=settings.webhook_tolerance_seconds,
-        )
-        refunds = Refunds(sessions, portone, sync)
         yield Services(
-            settings,
-            engine,
-            sessions,
-            portone,
-            sync,
-            compensator,
-            inbox,
-            refunds,
-            migration_head=migration_head(),
+            settings=settings,
+            database=database,
+            portone=portone,
+            sync=sync,
+            compensator=compensator,
+            orders=Orders(
+                database, pre_register=portone if settings.portone_pre_register else None
+            ),
+            completion=Completion(sync),
+            inbox=WebhookInbox(
+                database,
+                sync,
+                keys=settings.webhook_keys,
+                store_id=settings.store_id,
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+            ),
+            refunds=Refunds(database, portone, sync),
+            outbox_events=OutboxEvents(database),
+            health=Health(database, migration_head()),
         )
     finally:
         await http.aclose()

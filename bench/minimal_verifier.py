@@ -8,7 +8,7 @@ It keeps the guarantees the service keeps and nothing else: look the order up, o
 to PortOne (aiohttp, no transaction open), then on asyncpg `BEGIN; SELECT … FOR UPDATE;
 UPDATE; INSERT event; COMMIT`. Webhooks: verify the Standard Webhooks signature, store
 the delivery (claimed once by its webhook-id), fetch, apply, mark the delivery done.
-It uses the service's tables (orders, order_events, webhook_deliveries) after
+It uses the service's tables (orders, order_history, webhook_deliveries) after
 `alembic upgrade head`; it is a yardstick, not a second implementation of SPEC.md.
 """
 
@@ -43,7 +43,7 @@ PAY = (
     " paid_amount = $6, rejection_reason = $7, updated_at = now() WHERE id = $1"
 )
 EVENT = (
-    "INSERT INTO order_events (order_id, source, portone_status, from_status, to_status, detail)"
+    "INSERT INTO order_history (order_id, source, portone_status, from_status, to_status, detail)"
     " VALUES ($1, $2, $3, $4, $5, $6)"
 )
 CLAIM = (

@@ -307,7 +307,7 @@ class Database:
                 totals = await connection.fetchrow(
                     """
                     WITH t AS (
-                        SELECT order_id, count(*) AS n FROM order_events
+                        SELECT order_id, count(*) AS n FROM order_history
                         WHERE from_status = 'PENDING' AND to_status = 'PAID' GROUP BY order_id
                     )
                     SELECT
@@ -322,7 +322,7 @@ class Database:
                          WHERE o.status <> 'PAID') AS transition_but_not_paid,
                       (SELECT count(*) FROM orders WHERE status NOT IN ('PENDING', 'PAID'))
                          AS other_status,
-                      (SELECT count(*) FROM order_events) AS events,
+                      (SELECT count(*) FROM order_history) AS events,
                       (SELECT count(*) FROM webhook_deliveries) AS deliveries,
                       (SELECT count(*) FROM webhook_deliveries WHERE status <> 'PROCESSED')
                          AS deliveries_not_processed
@@ -363,7 +363,7 @@ class Database:
 
 
 def webhook_lines(payment_ids: list[str], secret: str) -> list[str]:
-    from app.portone.webhooks import decode_secret, sign
+    from app.standard_webhooks import decode_secret, sign
 
     key = decode_secret(secret)
     now = int(time.time())

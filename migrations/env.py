@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import async_database_url
-from app.models import Base
+from app.tables import metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -26,7 +26,7 @@ def database_url() -> str:
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         compare_server_default=True,
         transaction_per_migration=True,
     )
@@ -43,7 +43,7 @@ async def run_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=database_url(), target_metadata=Base.metadata, literal_binds=True)
+    context.configure(url=database_url(), target_metadata=metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

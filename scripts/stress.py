@@ -75,8 +75,8 @@ class StandIn:
     """PortOne's REST API over `Emulator`, with faults, and PortOne's webhooks."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from app.portone.webhooks import decode_secret
         from app.sandbox.emulator import Emulator
+        from app.standard_webhooks import decode_secret
 
         self.emulator = Emulator(STORE_ID)
         self.rng = random.Random(args.seed)  # noqa: S311
@@ -369,7 +369,7 @@ class StandIn:
                 self.idle.set()
 
     async def _send(self, target: str, webhook_id: str, body: bytes) -> None:
-        from app.portone.webhooks import sign
+        from app.standard_webhooks import sign
 
         for attempt in range(WEBHOOK_ATTEMPTS):
             timestamp = int(time.time())
@@ -977,7 +977,7 @@ async def check(
     connection = await asyncpg.connect(dsn)
     try:
         orders = await connection.fetch("SELECT * FROM orders ORDER BY created_at, id")
-        events = await connection.fetch("SELECT * FROM order_events ORDER BY id")
+        events = await connection.fetch("SELECT * FROM order_history ORDER BY id")
         outbox = await connection.fetch("SELECT * FROM outbox_events ORDER BY seq")
         refunds = await connection.fetch("SELECT * FROM refunds")
         deliveries = await connection.fetch(

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
@@ -14,12 +16,12 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.main import create_app
-from app.portone import client as portone_client
 from app.services import Services
 from tests.database import fresh_database, postgres_server
 from tests.portone_payloads import STORE_ID
 
-PORTONE = "https://portone.test"
+PORTONE_HOST = "portone.test"
+PORTONE = f"https://{PORTONE_HOST}"
 TOKEN = "internal-test-token"
 WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMDAx"
 
@@ -71,25 +73,20 @@ def settings(database_url: str) -> Settings:
     return make_settings(database_url)
 
 
-def respx_wire(base_url: str, secret: str) -> portone_client.HttpxWire:
-    return portone_client.HttpxWire(base_url, secret, httpx.AsyncHTTPTransport())
-
-
-@pytest.fixture(autouse=True)
-def _respx_can_see_portone_calls(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """respx intercepts httpx's own transport, so the PortOne client uses it in tests; the
-    aiohttp wire of production is tested against a real server by the tests marked
-    `production_wire` (tests/portone/test_transport.py)."""
-    if request.node.get_closest_marker("production_wire") is None:
-        monkeypatch.setattr(portone_client, "default_wire", respx_wire)
+@contextmanager
+def mocked_portone() -> Iterator[respx.MockRouter]:
+    """PortOne, mocked on the production client itself: respx takes over the transport of
+    every httpx client (aiohttp's included). Requests to other hosts (the tests' own
+    clients) go through; a request to PortOne that no test routed fails the test."""
+    with respx.mock(using="httpx", assert_all_called=False) as elsewhere:
+        elsewhere.route(host__regex=rf"^(?!{re.escape(PORTONE_HOST)}$)").pass_through()
+        with respx.mock(base_url=PORTONE, assert_all_called=False, using="httpx") as router:
+            yield router
 
 
 @pytest.fixture
 def portone() -> Iterator[respx.MockRouter]:
-    """PortOne, mocked: any request no test routed fails the test."""
-    with respx.mock(base_url=PORTONE, assert_all_called=False) as router:
+    with mocked_portone() as router:
         yield router
 
 

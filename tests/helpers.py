@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import respx
 
-from app.portone.webhooks import decode_secret, sign
+from app.standard_webhooks import decode_secret, sign
 from tests.conftest import TOKEN, WEBHOOK_SECRET
 from tests.portone_payloads import STORE_ID, payment_body
 
@@ -45,7 +45,7 @@ async def order_row(db: asyncpg.Connection, order_id: str) -> asyncpg.Record:
 
 
 async def events(db: asyncpg.Connection, order_id: str) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT * FROM order_events WHERE order_id = $1 ORDER BY id", order_id)
+    return await db.fetch("SELECT * FROM order_history WHERE order_id = $1 ORDER BY id", order_id)
 
 
 async def transitions(db: asyncpg.Connection, order_id: str) -> list[tuple[str, str]]:

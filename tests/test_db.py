@@ -1,4 +1,5 @@
-"""`driver_connection`: asyncpg borrowed from SQLAlchemy's pool, and given back clean."""
+"""`Database.connect`: asyncpg borrowed from SQLAlchemy's pool, and given back clean; and
+`Query`, a Core statement compiled once and run on it."""
 
 from __future__ import annotations
 
@@ -7,45 +8,46 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import String, bindparam, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from app.config import Settings
-from app.db import database_unavailable, driver_connection, new_engine
+from app.db import Database, Query, database_unavailable, new_engine, one_of
 
 
 @pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+async def database(settings: Settings) -> AsyncIterator[Database]:
     assert settings.database_url is not None
     engine = new_engine(settings.database_url.get_secret_value(), pool_size=1)
-    yield engine
+    yield Database(engine)
     await engine.dispose()
 
 
-async def _backend(engine: AsyncEngine) -> tuple[int, bool]:
-    async with driver_connection(engine) as db:
+async def _backend(database: Database) -> tuple[int, bool]:
+    async with database.connect() as db:
         return await db.fetchval("SELECT pg_backend_pid()"), db.is_in_transaction()
 
 
-async def test_a_healthy_connection_goes_back_to_the_pool(engine: AsyncEngine) -> None:
-    first, _ = await _backend(engine)
-    assert await _backend(engine) == (first, False)
+async def test_a_healthy_connection_goes_back_to_the_pool(database: Database) -> None:
+    first, _ = await _backend(database)
+    assert await _backend(database) == (first, False)
 
 
-async def test_a_connection_left_in_a_transaction_is_not_reused(engine: AsyncEngine) -> None:
-    first, _ = await _backend(engine)
-    async with driver_connection(engine) as db:
+async def test_a_connection_left_in_a_transaction_is_not_reused(database: Database) -> None:
+    first, _ = await _backend(database)
+    async with database.connect() as db:
         await db.execute("BEGIN")  # as if a rollback had been cut short
 
-    pid, in_transaction = await _backend(engine)
+    pid, in_transaction = await _backend(database)
     assert pid != first
     assert not in_transaction
 
 
 async def test_a_dead_connection_is_not_reused_and_its_error_means_unavailable(
-    engine: AsyncEngine, db: asyncpg.Connection
+    database: Database, db: asyncpg.Connection
 ) -> None:
-    first, _ = await _backend(engine)
-    async with driver_connection(engine) as borrowed:
+    first, _ = await _backend(database)
+    async with database.connect() as borrowed:
         await db.execute("SELECT pg_terminate_backend($1)", first)
         for _ in range(100):  # let the client read the server's goodbye, as between requests
             if borrowed.is_closed():
@@ -55,5 +57,24 @@ async def test_a_dead_connection_is_not_reused_and_its_error_means_unavailable(
             await borrowed.fetchval("SELECT 1")
 
     assert database_unavailable(raised.value)
-    pid, _ = await _backend(engine)
+    pid, _ = await _backend(database)
     assert pid != first
+
+
+async def test_a_query_binds_named_values_through_their_types(database: Database) -> None:
+    document = Query(select(func.jsonb_typeof(bindparam("value", type_=JSONB))))
+    async with database.connect() as db:
+        assert await document.value(db, value={"a": [1]}) == "object"
+        assert await document.value(db, value=[1]) == "array"
+
+
+async def test_a_query_expands_a_list_given_with_the_statement(database: Database) -> None:
+    def member(value: str) -> Query:
+        return Query(select(literal(value).in_(["a", "b"])))
+
+    fixed = Query(select(one_of(bindparam("value", type_=String), ["a", "b"])))
+    async with database.connect() as db:
+        assert await member("b").value(db) is True
+        assert await member("c").value(db) is False
+        assert await fixed.value(db, value="a") is True
+        assert await fixed.value(db, value="z") is False

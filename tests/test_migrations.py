@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from tests.database import ROOT, with_database
 
-TABLES = {"orders", "order_events"}
+TABLES = {"orders", "order_history"}
 
 
 def dsn(url: str) -> str:

@@ -38,7 +38,9 @@ async def test_missed_paid_is_repaired(
 
     assert (summary.checked, summary.changed, summary.failed) == (1, 1, 0)
     assert (await order_row(db, order["orderId"]))["status"] == "PAID"
-    events = await db.fetch("SELECT source FROM order_events WHERE order_id = $1", order["orderId"])
+    events = await db.fetch(
+        "SELECT source FROM order_history WHERE order_id = $1", order["orderId"]
+    )
     assert [e["source"] for e in events] == ["reconcile"]
 
 

@@ -6,15 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from app.deps import IdempotencyKey, ServicesDep, require_internal_token
+from app.deps import IdempotencyKey, OrdersDep, SettingsDep, require_internal_token
 from app.errors import IdempotencyKeyReused, OrderNotFound, Unauthorized
-from app.orders import service
-from app.orders.cursor import UtcDatetime, decode_cursor, encode_cursor
-from app.orders.models import OrderStatus
-from app.orders.presenter import present_order
-from app.orders.schemas import OrderCreate, OrderEventOut, OrderEvents, OrderOut, OrderPage
+from app.orders.cursor import decode_cursor, encode_cursor
+from app.orders.schemas import HistoryEntryOut, OrderCreate, OrderHistory, OrderOut, OrderPage
+from app.orders.status import OrderStatus
 from app.problems import problem_responses
-from app.schemas import Text
+from app.text import Text
+from app.times import UtcDatetime
 
 router = APIRouter(tags=["orders"], dependencies=[Depends(require_internal_token)])
 
@@ -34,55 +33,48 @@ OrderId = Annotated[Text, Path(min_length=1, max_length=40)]
 )
 async def create_order(
     body: OrderCreate,
-    services: ServicesDep,
+    orders: OrdersDep,
+    settings: SettingsDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
-    order, created = await service.create_order(
-        services.sessions,
-        body,
-        idempotency_key=idempotency_key,
-        pre_register=services.pre_registration,
-    )
+    order, created = await orders.create(body, idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
-    return present_order(order, services.settings)
+    return OrderOut.present(order, settings)
 
 
 @router.get("/orders", responses=problem_responses(Unauthorized, 503))
 async def list_orders(
-    services: ServicesDep,
+    orders: OrdersDep,
+    settings: SettingsDep,
     status: Annotated[list[OrderStatus], Query()] = [],  # noqa: B006 (FastAPI copies it)
     updated_after: Annotated[UtcDatetime | None, Query(alias="updatedAfter")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
     """Orders by last update then id: page with `nextCursor` through everything that changed."""
-    orders = await service.changed_orders(
-        services.sessions,
+    page = await orders.changed(
         statuses=status,
         updated_after=updated_after,
         after=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    next_cursor = encode_cursor(orders[-1]) if len(orders) == limit else None
     return OrderPage(
-        orders=[present_order(order, services.settings) for order in orders],
-        next_cursor=next_cursor,
+        orders=[OrderOut.present(order, settings) for order in page],
+        next_cursor=encode_cursor(page[-1]) if len(page) == limit else None,
     )
 
 
 @router.get("/orders/{order_id}", responses=problem_responses(Unauthorized, OrderNotFound, 503))
-async def get_order(order_id: OrderId, services: ServicesDep) -> OrderOut:
-    order = await service.get_order(services.sessions, order_id)
-    return present_order(order, services.settings)
+async def get_order(order_id: OrderId, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
+    return OrderOut.present(await orders.get(order_id), settings)
 
 
 @router.get(
     "/orders/{order_id}/events", responses=problem_responses(Unauthorized, OrderNotFound, 503)
 )
-async def get_order_events(order_id: OrderId, services: ServicesDep) -> OrderEvents:
-    events = await service.list_events(services.sessions, order_id)
-    return OrderEvents(
-        events=[OrderEventOut.model_validate(e, from_attributes=True) for e in events]
-    )
+async def get_order_history(order_id: OrderId, orders: OrdersDep) -> OrderHistory:
+    """The order's history: every look at its payment, oldest first (append-only)."""
+    entries = await orders.history(order_id)
+    return OrderHistory(events=[HistoryEntryOut.model_validate(dict(e)) for e in entries])

@@ -8,7 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictInt, field_validator
 
-from app.schemas import ApiModel, StrictApiModel, Text, storable_json
+from app.config import Settings
+from app.orders.order import Order
+from app.schemas import ApiModel, StrictApiModel
+from app.text import Text, storable_json
 
 MAX_METADATA_BYTES = 16_384
 
@@ -73,8 +76,46 @@ class OrderOut(ApiModel):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def present(cls, order: Order, settings: Settings) -> OrderOut:
+        virtual_account = None
+        if order.va_account_number is not None:
+            virtual_account = VirtualAccount(
+                bank=order.va_bank,
+                account_number=order.va_account_number,
+                remittee_name=order.va_remittee_name,
+                expires_at=order.va_expires_at,
+            )
+        return cls(
+            order_id=order.id,
+            payment_id=order.payment_id,
+            order_name=order.order_name,
+            amount=order.amount,
+            currency=order.currency,
+            status=order.status,
+            paid_at=order.paid_at,
+            refunded_amount=order.refunded_amount,
+            virtual_account=virtual_account,
+            rejection_reason=order.rejection_reason,
+            customer=order.customer,
+            metadata=order.metadata,
+            checkout=Checkout(
+                store_id=settings.store_id,
+                channel_key=settings.portone_channel_key,
+                payment_id=order.payment_id,
+                order_name=order.order_name,
+                total_amount=order.amount,
+                # The browser SDK names currencies its own way: CURRENCY_KRW.
+                currency=f"CURRENCY_{order.currency}",
+            ),
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
 
-class OrderEventOut(ApiModel):
+
+class HistoryEntryOut(ApiModel):
+    """One entry of an order's history (the API calls them the order's events)."""
+
     at: datetime
     source: str
     portone_status: str | None
@@ -83,8 +124,8 @@ class OrderEventOut(ApiModel):
     detail: str | None
 
 
-class OrderEvents(ApiModel):
-    events: list[OrderEventOut]
+class OrderHistory(ApiModel):
+    events: list[HistoryEntryOut]
 
 
 class OrderPage(ApiModel):

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from app.db import driver_connection
-from app.orders import rows
+from app.db import Database
+from app.orders import store
+from app.orders.order import HistoryEntry
+from app.orders.status import CompensationStatus
 from app.payments.sync import Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneApiError, PortOneError
@@ -28,26 +28,15 @@ logger = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 ALREADY_DONE = frozenset({"PAYMENT_ALREADY_CANCELLED"})
 
-OWED = "SELECT id FROM orders WHERE compensation_status = 'OWED'"
-CLAIM = """UPDATE orders
-    SET compensation_lease_until = now() + $2::interval, updated_at = clock_timestamp()
-    WHERE id = $1 AND compensation_status = 'OWED'
-        AND (compensation_lease_until IS NULL OR compensation_lease_until < now())
-    RETURNING payment_id, rejection_reason"""
-RECORD = """UPDATE orders SET compensation_lease_until = NULL,
-        compensation_status = CASE WHEN $2 THEN 'DONE' ELSE compensation_status END,
-        updated_at = clock_timestamp()
-    WHERE id = $1 RETURNING status"""
-
 
 class Compensator:
-    def __init__(self, engine: AsyncEngine, portone: PortOneClient) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, portone: PortOneClient) -> None:
+        self._database = database
         self._portone = portone
 
     async def owed_order_ids(self) -> list[str]:
-        async with driver_connection(self._engine) as db:
-            return [row["id"] for row in await db.fetch(OWED)]
+        async with self._database.connect() as db:
+            return await store.owed_compensations(db)
 
     async def compensate(self, order_id: str, snapshot: Payment | None = None) -> bool:
         """Run an owed compensation if no one else is; True once PortOne confirms it.
@@ -91,17 +80,17 @@ class Compensator:
         return False, f"nothing to undo while PortOne says {payment.status}; left owed"
 
     async def _claim(self, order_id: str) -> tuple[str, str] | None:
-        async with driver_connection(self._engine) as db:
-            row = await db.fetchrow(CLAIM, order_id, LEASE)
-        return None if row is None else (row["payment_id"], row["rejection_reason"] or "UNKNOWN")
+        async with self._database.connect() as db:
+            return await store.claim_compensation(db, order_id, LEASE)
 
     async def _record(
         self, order_id: str, payment: Payment | None, done: bool, detail: str
     ) -> None:
-        async with driver_connection(self._engine) as db, db.transaction():
-            status = await db.fetchval(RECORD, order_id, done)
+        outcome = CompensationStatus.DONE if done else CompensationStatus.OWED
+        async with self._database.transaction() as db:
+            status = await store.end_compensation_attempt(db, order_id, outcome)
             portone_status = payment.status if payment else None
-            event = rows.Event(Source.COMPENSATION, portone_status, status, status, detail)
-            await rows.add_event(db, order_id, event)
+            entry = HistoryEntry(Source.COMPENSATION, portone_status, status, status, detail)
+            await store.add_history(db, order_id, entry)
         log = logger.info if done else logger.warning
         log("compensation of order %s: %s", order_id, detail)

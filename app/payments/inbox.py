@@ -1,7 +1,8 @@
 """PortOne's webhooks: verify, store raw, claim once, then sync through the one path.
 
 A delivery row is claimed by the request that inserts it (or that finds it FAILED, or
-abandoned past its lease), so duplicates, concurrent or not, reach PortOne once.
+abandoned past its lease), so duplicates, concurrent or not, reach PortOne once. This
+module writes every row of `webhook_deliveries`.
 """
 
 from __future__ import annotations
@@ -11,33 +12,27 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
+from sqlalchemy import Interval, String, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 
-from app import logs, metrics
-from app.db import driver_connection
+from app import logs, metrics, standard_webhooks
+from app.db import Database, Query, one_of
 from app.errors import WebhookPayloadInvalid, WebhookSignatureInvalid
-from app.orders import rows
-from app.payments.models import DeliveryStatus
 from app.payments.sync import PaymentSync, Source
-from app.portone import webhooks
+from app.payments.tables import webhook_deliveries as deliveries
 from app.portone.errors import PaymentNotFound
-from app.portone.webhooks import WebhookEvent
+from app.portone.webhooks import InvalidPayload, WebhookEvent, parse_event
 
 LEASE = timedelta(seconds=60)
 
-CLAIM = """INSERT INTO webhook_deliveries AS d
-        (webhook_id, body, type, payment_id, status, lease_until)
-    VALUES ($1, $2, $3, $4, 'PROCESSING', now() + $5::interval)
-    ON CONFLICT (webhook_id) DO UPDATE
-        SET status = 'PROCESSING', lease_until = now() + $5::interval, attempts = d.attempts + 1
-        WHERE d.status = 'FAILED' OR (d.status = 'PROCESSING' AND d.lease_until < now())
-    RETURNING id"""
-STORE_INVALID = """INSERT INTO webhook_deliveries (webhook_id, body, status, outcome, processed_at)
-    VALUES ($1, $2, 'INVALID', $3, now())
-    ON CONFLICT (webhook_id) DO NOTHING"""
-FINISH = """UPDATE webhook_deliveries
-    SET status = $2, outcome = $3, processed_at = now(), lease_until = NULL
-    WHERE webhook_id = $1"""
+
+class DeliveryStatus(StrEnum):
+    PROCESSING = "PROCESSING"
+    PROCESSED = "PROCESSED"
+    IGNORED = "IGNORED"
+    INVALID = "INVALID"
+    FAILED = "FAILED"
 
 
 class Outcome(StrEnum):
@@ -46,17 +41,90 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
+_now = func.now()
+_lease = _now + bindparam("lease", type_=Interval)
+_by_webhook_id = deliveries.c.webhook_id == bindparam("webhook_id", type_=String)
+_abandoned = or_(
+    deliveries.c.status == DeliveryStatus.FAILED,
+    (deliveries.c.status == DeliveryStatus.PROCESSING) & (deliveries.c.lease_until < _now),
+)
+
+_claim = insert(deliveries).values(
+    webhook_id=bindparam("webhook_id", type_=String),
+    body=bindparam("body", type_=String),
+    type=bindparam("type", type_=String),
+    payment_id=bindparam("payment_id", type_=String),
+    status=DeliveryStatus.PROCESSING,
+    lease_until=_lease,
+)
+CLAIM = Query(
+    _claim.on_conflict_do_update(
+        index_elements=[deliveries.c.webhook_id],
+        set_={
+            "status": DeliveryStatus.PROCESSING,
+            "lease_until": _lease,
+            "attempts": deliveries.c.attempts + 1,
+        },
+        where=_abandoned,
+    ).returning(deliveries.c.id)
+)
+STORE_INVALID = Query(
+    insert(deliveries)
+    .values(
+        webhook_id=bindparam("webhook_id", type_=String),
+        body=bindparam("body", type_=String),
+        status=DeliveryStatus.INVALID,
+        outcome=bindparam("outcome", type_=String),
+        processed_at=_now,
+    )
+    .on_conflict_do_nothing(index_elements=[deliveries.c.webhook_id])
+)
+FINISH = Query(
+    update(deliveries)
+    .where(_by_webhook_id)
+    .values(
+        status=bindparam("status", type_=String),
+        outcome=bindparam("outcome", type_=String),
+        processed_at=_now,
+        lease_until=None,
+    )
+)
+# A failed or abandoned delivery whose payment the reconciler has just re-read.
+SETTLE = Query(
+    update(deliveries)
+    .where(
+        deliveries.c.payment_id == bindparam("payment_id", type_=String),
+        one_of(deliveries.c.status, [DeliveryStatus.FAILED, DeliveryStatus.PROCESSING]),
+        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < _now),
+    )
+    .values(
+        status=DeliveryStatus.PROCESSED,
+        outcome="applied by the reconciler",
+        processed_at=_now,
+        lease_until=None,
+    )
+)
+UNPROCESSED = Query(
+    select(deliveries.c.payment_id).where(deliveries.c.payment_id.is_not(None), _abandoned)
+)
+OLDEST_UNPROCESSED = Query(
+    select(func.extract("epoch", _now - func.min(deliveries.c.received_at))).where(
+        one_of(deliveries.c.status, [DeliveryStatus.PROCESSING, DeliveryStatus.FAILED])
+    )
+)
+
+
 class WebhookInbox:
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         sync: PaymentSync,
         *,
         keys: Sequence[bytes],
         store_id: str,
         tolerance_seconds: int,
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._sync = sync
         self._keys = keys
         self._store_id = store_id
@@ -64,18 +132,21 @@ class WebhookInbox:
 
     async def receive(self, headers: Mapping[str, str], body: bytes) -> Outcome:
         try:
-            webhook_id = webhooks.verify(
+            webhook_id = standard_webhooks.verify(
                 self._keys, headers, body, now=time.time(), tolerance_seconds=self._tolerance
             )
-        except webhooks.InvalidSignature as exc:
+        except standard_webhooks.InvalidSignature as exc:
             metrics.webhooks.labels("invalid").inc()
             raise WebhookSignatureInvalid(str(exc)) from None
         logs.bind(webhook_id=webhook_id)
         try:
-            event = webhooks.parse_event(body)
-        except webhooks.InvalidPayload as exc:
+            event = parse_event(body)
+        except InvalidPayload as exc:
             metrics.webhooks.labels("invalid").inc()
-            await self._store_invalid(webhook_id, body, str(exc))
+            async with self._database.connect() as db:
+                await STORE_INVALID.run(
+                    db, webhook_id=webhook_id, body=_text_of(body), outcome=str(exc)
+                )
             raise WebhookPayloadInvalid(str(exc)) from None
         if not await self._claim(webhook_id, body, event):
             outcome = Outcome.DUPLICATE
@@ -100,7 +171,7 @@ class WebhookInbox:
             return DeliveryStatus.IGNORED, f"{event.type}: not a payment event"
         if event.store_id is not None and event.store_id != self._store_id:
             return DeliveryStatus.IGNORED, f"store {event.store_id} is not ours"
-        order = await rows.find_by_payment_id(self._engine, event.payment_id)
+        order = await self._sync.find(event.payment_id)
         if order is None:
             return DeliveryStatus.IGNORED, "no order has this paymentId"
         try:
@@ -113,19 +184,35 @@ class WebhookInbox:
         )
 
     async def _claim(self, webhook_id: str, body: bytes, event: WebhookEvent) -> bool:
-        async with driver_connection(self._engine) as db:
-            claimed = await db.fetchval(
-                CLAIM, webhook_id, _text_of(body), event.type[:100], event.payment_id, LEASE
+        async with self._database.connect() as db:
+            claimed = await CLAIM.value(
+                db,
+                webhook_id=webhook_id,
+                body=_text_of(body),
+                type=event.type[:100],
+                payment_id=event.payment_id,
+                lease=LEASE,
             )
         return claimed is not None
 
-    async def _store_invalid(self, webhook_id: str, body: bytes, reason: str) -> None:
-        async with driver_connection(self._engine) as db:
-            await db.execute(STORE_INVALID, webhook_id, _text_of(body), reason)
-
     async def _finish(self, webhook_id: str, status: DeliveryStatus, outcome: str) -> None:
-        async with driver_connection(self._engine) as db:
-            await db.execute(FINISH, webhook_id, status, outcome[:2000])
+        async with self._database.connect() as db:
+            await FINISH.run(db, webhook_id=webhook_id, status=status, outcome=outcome[:2000])
+
+
+async def settle_deliveries(db: asyncpg.Connection, payment_id: str) -> None:
+    """A failed webhook whose payment has just been re-fetched has served its purpose."""
+    await SETTLE.run(db, payment_id=payment_id)
+
+
+async def unprocessed_payment_ids(db: asyncpg.Connection) -> list[str]:
+    """Payments whose webhook failed, or whose handler vanished past its lease."""
+    return [row["payment_id"] for row in await UNPROCESSED.rows(db)]
+
+
+async def oldest_unprocessed_age(db: asyncpg.Connection) -> float:
+    """Seconds the oldest stored webhook has waited (0 when none)."""
+    return float(await OLDEST_UNPROCESSED.value(db) or 0)
 
 
 def _text_of(body: bytes) -> str:

@@ -1,13 +1,13 @@
-"""Public payment endpoints: the browser's completion call."""
+"""Public payment endpoints: the browser's completion call, and PortOne's webhooks."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import Field
 
-from app.deps import ServicesDep
+from app.deps import CompletionDep, InboxDep, SettingsDep
 from app.errors import (
     OrderNotFound,
     PaymentNotPaid,
@@ -15,12 +15,11 @@ from app.errors import (
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
 )
-from app.orders.presenter import present_order
 from app.orders.schemas import OrderOut
 from app.payments.inbox import Outcome
-from app.payments.service import complete_payment
 from app.problems import problem_responses
-from app.schemas import ApiModel, Text, json_response
+from app.schemas import ApiModel
+from app.text import Text
 
 router = APIRouter(tags=["payments"])
 
@@ -34,12 +33,13 @@ class CompleteRequest(ApiModel):
 
 @router.post(
     "/payments/complete",
-    response_model=OrderOut,
     responses=problem_responses(OrderNotFound, PaymentNotPaid, PaymentRejected, 502, 503),
 )
-async def complete(body: CompleteRequest, services: ServicesDep) -> Response:
-    order = await complete_payment(services.engine, services.sync, body.payment_id)
-    return json_response(present_order(order, services.settings))
+async def complete(
+    body: CompleteRequest, completion: CompletionDep, settings: SettingsDep
+) -> OrderOut:
+    order = await completion.complete(body.payment_id)
+    return OrderOut.present(order, settings)
 
 
 class WebhookAck(ApiModel):
@@ -48,7 +48,6 @@ class WebhookAck(ApiModel):
 
 @router.post(
     "/webhooks/portone",
-    response_model=WebhookAck,
     responses=problem_responses(WebhookSignatureInvalid, WebhookPayloadInvalid, 502, 503),
     openapi_extra={
         "requestBody": {
@@ -58,7 +57,6 @@ class WebhookAck(ApiModel):
         }
     },
 )
-async def portone_webhook(request: Request, services: ServicesDep) -> Response:
+async def portone_webhook(request: Request, inbox: InboxDep) -> WebhookAck:
     """PortOne's notification; its claims are checked against a fresh fetch, never trusted."""
-    outcome = await services.inbox.receive(request.headers, await request.body())
-    return json_response(WebhookAck(outcome=outcome))
+    return WebhookAck(outcome=await inbox.receive(request.headers, await request.body()))

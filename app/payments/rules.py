@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from app.orders.models import OrderStatus
+from app.orders.status import OrderStatus
 from app.portone.models import Payment, PaymentStatus
 
 S = OrderStatus

@@ -4,9 +4,9 @@
 none of them has its own copy of the rules in `app.payments.rules`.
 
 Where the caller has just read the order (completion, webhook), the decision is made on
-that row and written by one statement that locks, updates and records the event only if
-the row is still that version; if anything wrote it in between, the ordinary path runs:
-lock, decide again on the row as it now stands, write, commit.
+that row and written by one statement that locks, updates and records the history entry
+only if the row is still that version; if anything wrote it in between, the ordinary
+path runs: lock, decide again on the row as it now stands, write, commit.
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app import logs, metrics
-from app.db import driver_connection
+from app.db import Database
 from app.errors import OrderNotFound
-from app.events.outbox import Outbox
-from app.orders import rows
-from app.orders.models import CompensationStatus, OrderStatus
-from app.orders.rows import OrderRow
+from app.orders import store
+from app.orders.order import HistoryEntry, Order
+from app.orders.status import CompensationStatus, OrderStatus
+from app.outbox.writer import Outbox
 from app.payments.rules import Decision, OrderTerms, Policy, decide
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
@@ -37,6 +35,8 @@ PAID_STATUSES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, Ord
 
 
 class Source(StrEnum):
+    """Who looked at the payment: the `source` of an order's history entry."""
+
     COMPLETE = "complete"
     WEBHOOK = "webhook"
     RECONCILE = "reconcile"
@@ -48,7 +48,7 @@ class Source(StrEnum):
 class Observation:
     """An applied snapshot: the order as committed, and what the snapshot did to it."""
 
-    order: OrderRow
+    order: Order
     payment: Payment
     decision: Decision
     from_status: str
@@ -64,7 +64,7 @@ CompensationHook = Callable[[str, Payment], Awaitable[object]]
 class PaymentSync:
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         portone: PortOneClient,
         policy: Policy,
         *,
@@ -72,23 +72,26 @@ class PaymentSync:
         on_compensation_owed: CompensationHook | None = None,
         outbox: Outbox | None = None,
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._portone = portone
         self._policy = policy
         self._auto_cancel = auto_cancel
         self._on_compensation_owed = on_compensation_owed
         self._outbox = outbox
 
-    async def sync(
-        self, payment_id: str, source: Source, seen: OrderRow | None = None
-    ) -> Observation:
+    async def find(self, payment_id: str) -> Order | None:
+        """The order as it stands, without a lock or a transaction."""
+        async with self._database.connect() as db:
+            return await store.find_by_payment_id(db, payment_id)
+
+    async def sync(self, payment_id: str, source: Source, seen: Order | None = None) -> Observation:
         """Fetch PortOne's truth (no transaction open), then apply it (to `seen`, if given:
         the order as the caller just read it)."""
         payment = await self._portone.get_payment(payment_id)
         return await self.apply(payment_id, payment, source, seen)
 
     async def apply(
-        self, payment_id: str, payment: Payment, source: Source, seen: OrderRow | None = None
+        self, payment_id: str, payment: Payment, source: Source, seen: Order | None = None
     ) -> Observation:
         logs.bind(payment_id=payment_id)
         if payment.id != payment_id:
@@ -110,24 +113,24 @@ class PaymentSync:
         return observation
 
     async def _apply_if_unchanged(
-        self, seen: OrderRow, payment: Payment, source: Source
+        self, seen: Order, payment: Payment, source: Source
     ) -> Observation | None:
         """Decide on the order as read, and write only if it is still that row version:
-        one statement instead of BEGIN, lock, update, event, COMMIT. None when another
+        one statement instead of BEGIN, lock, update, history, COMMIT. None when another
         writer came first; the locked path then decides again."""
         logs.bind(order_id=seen.id)
         decision, order = self._decided(seen, payment)
-        event = _event(source, payment, seen, order, decision)
+        entry = _entry(source, payment, seen, order, decision)
         outbox = self._outbox if order.status != seen.status else None
         async with (
-            driver_connection(self._engine) as db,
+            self._database.connect() as db,
             # The outbox row needs the stored updated_at, so it takes a second statement.
             db.transaction() if outbox is not None else nullcontext(),
         ):
             if order == seen:
-                saved = order if await rows.record_if_unchanged(db, seen, event) else None
+                saved = order if await store.record_if_unchanged(db, seen, entry) else None
             else:
-                saved = await rows.save_if_unchanged(db, order, seen.version, event)
+                saved = await store.save_if_unchanged(db, order, seen.version, entry)
             if saved is None:
                 return None
             if outbox is not None:
@@ -135,24 +138,24 @@ class PaymentSync:
         return Observation(saved, payment, decision, seen.status)
 
     async def _apply_locked(self, payment_id: str, payment: Payment, source: Source) -> Observation:
-        async with driver_connection(self._engine) as db, db.transaction():
-            before = await rows.lock_by_payment_id(db, payment_id)
+        async with self._database.transaction() as db:
+            before = await store.lock_by_payment_id(db, payment_id)
             if before is None:
                 raise OrderNotFound(f"no order has paymentId {payment_id}")
             logs.bind(order_id=before.id)
             decision, order = self._decided(before, payment)
             if order != before:
-                order = await rows.save(db, order)
+                order = await store.save(db, order)
             if self._outbox is not None and order.status != before.status:
                 await self._outbox.add(db, order)
-            await rows.add_event(db, order.id, _event(source, payment, before, order, decision))
+            await store.add_history(db, order.id, _entry(source, payment, before, order, decision))
         return Observation(order, payment, decision, before.status)
 
-    def _decided(self, before: OrderRow, payment: Payment) -> tuple[Decision, OrderRow]:
+    def _decided(self, before: Order, payment: Payment) -> tuple[Decision, Order]:
         decision = decide(payment, _terms(before), self._policy)
         return decision, before if decision.stale else self._applied(before, payment, decision)
 
-    def _applied(self, order: OrderRow, payment: Payment, decision: Decision) -> OrderRow:
+    def _applied(self, order: Order, payment: Payment, decision: Decision) -> Order:
         """The order as the decision leaves it (written only if anything differs)."""
         order = replace(
             order,
@@ -180,13 +183,13 @@ class PaymentSync:
         return order
 
 
-def _event(
-    source: Source, payment: Payment, before: OrderRow, after: OrderRow, decision: Decision
-) -> rows.Event:
-    return rows.Event(source, payment.status, before.status, after.status, decision.detail)
+def _entry(
+    source: Source, payment: Payment, before: Order, after: Order, decision: Decision
+) -> HistoryEntry:
+    return HistoryEntry(source, payment.status, before.status, after.status, decision.detail)
 
 
-def _terms(order: OrderRow) -> OrderTerms:
+def _terms(order: Order) -> OrderTerms:
     return OrderTerms(order.amount, order.currency, order.status, order.status_changed_at)
 
 

@@ -1,26 +1,21 @@
-"""Typed calls to PortOne's V2 REST API over one shared connection pool.
+"""Typed calls to PortOne's V2 REST API through one shared `httpx.AsyncClient`.
 
-Production talks to PortOne through aiohttp (`AiohttpWire`); the sandbox's in-process
-emulator and the tests' respx mocks are reached through any httpx transport (`HttpxWire`).
-Above the wire, one `PortOneClient` builds every call and reads every answer.
+The client is the same in every mode; only its transport differs: aiohttp's connection
+pool in production (`httpx_aiohttp`), the in-process emulator in the sandbox, respx in
+the tests.
 """
 
 from __future__ import annotations
 
 import json
-import ssl
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-import aiohttp
-import certifi
 import httpx
 import stamina
-import yarl
+from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ValidationError
 
 from app.portone.errors import (
@@ -44,166 +39,47 @@ Model = TypeVar("Model", bound=BaseModel)
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 READ_ATTEMPTS = 3
 READ_BUDGET_SECONDS = 20.0  # for all attempts of one read, backoff included
-MAX_CONNECTIONS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """PortOne's answer, read whole."""
-
-    status_code: int
-    headers: Mapping[str, str]  # case-insensitive, as both wires give them
-    content: bytes
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status_code < 300
-
-
-class NoAnswer(Exception):
-    """PortOne could not be reached or did not answer in time (nothing was read)."""
-
-    def __init__(self, cause: BaseException, *, timed_out: bool) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.timed_out = timed_out
-
-
-class Wire(ABC):
-    """How requests reach PortOne: one connection pool, its base URL and credentials fixed."""
-
-    @abstractmethod
-    async def request(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
-    ) -> Reply:
-        """The whole answer to `method` base_url+path; `NoAnswer` when there is none."""
-
-    @abstractmethod
-    async def aclose(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
-def _headers(secret: str) -> dict[str, str]:
-    return {
-        "Authorization": f"PortOne {secret}",
-        "Accept": "application/json",
-        # Only what both wires decode (aiohttp would offer br or zstd where installed).
-        "Accept-Encoding": "gzip, deflate",
-        "User-Agent": "portone-verifier",
-    }
-
-
-class AiohttpWire(Wire):
-    """Production's wire: aiohttp's client, keep-alive pool of `MAX_CONNECTIONS`.
-
-    Chosen by measurement (bench/run.py, issue 8): httpx's own pool cost ~1.5 ms of CPU
-    per call under 32 concurrent callers (encode/httpx#3215), and httpx over an aiohttp
-    transport still ~1 ms more per completion than aiohttp alone, which builds each
-    request and response once instead of once per library.
-    """
-
-    def __init__(self, base_url: str, secret: str) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._headers = _headers(secret)
-        self._timeout = aiohttp.ClientTimeout(
-            connect=TIMEOUT.pool, sock_connect=TIMEOUT.connect, sock_read=TIMEOUT.read
-        )
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the event loop that will run it.
-        if self._session is not None and self._session.closed:
-            raise NoAnswer(RuntimeError("the PortOne client is closed"), timed_out=False)
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=self._timeout,
-                # As httpx had it: idle connections dropped after 5 s (before a load
-                # balancer drops them under a write, which is not retried), certifi's CAs.
-                connector=aiohttp.TCPConnector(
-                    limit=MAX_CONNECTIONS,
-                    keepalive_timeout=5.0,
-                    ssl=ssl.create_default_context(cafile=certifi.where()),
-                ),
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
-
-    async def request(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
-    ) -> Reply:
-        # Already encoded: the payment id is one percent-encoded segment that must reach
-        # PortOne as it is (yarl would otherwise re-quote it and resolve dot segments).
-        url = yarl.URL(self._base_url + path, encoded=True)
-        if params:
-            url = url.extend_query(params)
-        try:
-            async with self._open().request(
-                method, url, json=json, allow_redirects=False
-            ) as response:
-                return Reply(response.status, response.headers, await response.read())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NoAnswer(exc, timed_out=isinstance(exc, TimeoutError)) from exc
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-class HttpxWire(Wire):
-    """Any httpx transport as a wire: the sandbox's ASGI emulator, respx in the tests."""
-
-    def __init__(self, base_url: str, secret: str, transport: httpx.AsyncBaseTransport) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=_headers(secret),
-            timeout=TIMEOUT,
-            transport=transport,
-        )
-
-    async def request(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
-    ) -> Reply:
-        try:
-            response = await self._client.request(method, path, params=params, json=json)
-        except httpx.TransportError as exc:
-            timed_out = isinstance(exc, httpx.TimeoutException)
-            raise NoAnswer(exc, timed_out=timed_out) from exc
-        return Reply(response.status_code, response.headers, response.content)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-def default_wire(base_url: str, secret: str) -> Wire:
-    return AiohttpWire(base_url, secret)
+# Idle connections are dropped before a load balancer would drop them under a write
+# (a write is never retried).
+LIMITS = httpx.Limits(max_connections=100, keepalive_expiry=5.0)
 
 
 def new_http_client(
     base_url: str, secret: str, transport: httpx.AsyncBaseTransport | None = None
-) -> Wire:
-    """The one wire the process shares (the lifespan owns and closes it): aiohttp to
-    PortOne, or the given httpx transport (the sandbox's emulator)."""
-    if transport is None:
-        return default_wire(base_url, secret)
-    return HttpxWire(base_url, secret, transport)
+) -> httpx.AsyncClient:
+    """The one client the process shares (the lifespan owns and closes it).
+
+    Without a transport, PortOne is reached through aiohttp's pool, which costs far less
+    CPU per call under concurrency than httpx's own (bench/README.md).
+    """
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers={
+            "Authorization": f"PortOne {secret}",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": "portone-verifier",
+        },
+        timeout=TIMEOUT,
+        transport=transport or AiohttpTransport(limits=LIMITS),
+        follow_redirects=False,
+    )
 
 
 def payment_path(payment_id: str, *rest: str) -> str:
-    # One path segment whatever the id holds: "/", "?", "#", and dot segments that a
-    # URL normaliser would otherwise resolve ("..": the payments list).
-    segment = quote(payment_id, safe="")
-    if segment in {".", ".."}:
-        segment = segment.replace(".", "%2E")
-    return "/".join(("/payments", segment, *rest))
+    """`/payments/{id}/…` with the id as one percent-encoded segment.
+
+    "/", "?", "#" and the rest are encoded; a dot segment ("." or "..") cannot be sent
+    at all (aiohttp's URLs resolve it, even encoded), and no order has one: this
+    service makes every paymentId itself.
+    """
+    if payment_id in {".", ".."}:
+        raise ValueError(f"{payment_id!r} cannot be sent as a path segment")
+    return "/".join(("/payments", quote(payment_id, safe=""), *rest))
 
 
 class _RetryableStatus(Exception):
-    def __init__(self, response: Reply) -> None:
+    def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"PortOne answered {response.status_code}")
         self.response = response
 
@@ -213,13 +89,18 @@ Observer = Callable[[str, str, float], None]
 
 
 class PortOneClient:
-    def __init__(self, http: Wire, *, store_id: str, observe: Observer | None = None) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, store_id: str, observe: Observer | None = None
+    ) -> None:
         self._http = http
         self._store_id = store_id
+        self._store = {"storeId": store_id}
         self._observe = observe
 
     async def get_payment(self, payment_id: str) -> Payment:
-        response = await self._read("get_payment", "GET", payment_path(payment_id))
+        # storeId on every read: an agency's or a multi-store secret has no store of its own.
+        path = payment_path(payment_id)
+        response = await self._read("get_payment", "GET", path, params=self._store)
         return _parse(response, Payment)
 
     async def list_payments(self, body: dict[str, Any]) -> PaymentPage:
@@ -253,7 +134,7 @@ class PortOneClient:
 
     async def close_virtual_account(self, payment_id: str) -> None:
         path = payment_path(payment_id, "virtual-account", "close")
-        await self._write("close_virtual_account", "POST", path, params={"storeId": self._store_id})
+        await self._write("close_virtual_account", "POST", path, params=self._store)
 
     async def pre_register(self, payment_id: str, *, total_amount: int, currency: str) -> None:
         body = {"storeId": self._store_id, "totalAmount": total_amount, "currency": currency}
@@ -261,24 +142,24 @@ class PortOneClient:
             "pre_register", "POST", payment_path(payment_id, "pre-register"), json=body
         )
 
-    async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
+    async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff.
 
-        The first attempt runs outside stamina: its retry context costs ~0.1 ms of CPU per
-        call (tenacity's per-attempt machinery), which only a failed attempt needs.
+        The first attempt runs outside stamina: its retry context costs CPU on every call
+        (bench/README.md), and only a failed attempt needs it.
         """
         started = time.monotonic()
         try:
             return _checked(await self._attempt(operation, method, path, **kwargs))
-        except (NoAnswer, _RetryableStatus) as exc:
+        except (httpx.TransportError, _RetryableStatus) as exc:
             failure = exc
-        # The first attempt spent part of the budget, as it did inside stamina.
+        # The first attempt spent part of the budget.
         budget = READ_BUDGET_SECONDS - (time.monotonic() - started)
         try:
             if budget <= 0:
                 raise failure
             async for attempt in stamina.retry_context(
-                on=(NoAnswer, _RetryableStatus),
+                on=(httpx.TransportError, _RetryableStatus),
                 attempts=READ_ATTEMPTS,
                 timeout=budget,
                 wait_initial=0.1,
@@ -290,30 +171,34 @@ class PortOneClient:
                     response = await self._attempt(operation, method, path, **kwargs)
         except _RetryableStatus as exc:
             raise _unavailable(exc.response) from None
-        except NoAnswer as exc:
+        except httpx.TransportError as exc:
             raise _unreachable(exc) from exc
         return _checked(response)
 
-    async def _attempt(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
+    async def _attempt(
+        self, operation: str, method: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
         response = await self._send(operation, method, path, **kwargs)
         if _is_retryable(response):
             raise _RetryableStatus(response)
         return response
 
-    async def _write(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
+    async def _write(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Writes are not retried here: their callers persist what is owed and retry later."""
         try:
             response = await self._send(operation, method, path, **kwargs)
-        except NoAnswer as exc:
+        except httpx.TransportError as exc:
             raise _unreachable(exc) from exc
         if _is_retryable(response):
             raise _unavailable(response)
         return _checked(response)
 
-    async def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> Reply:
+    async def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         started = time.perf_counter()
         status = "error"
         try:
+            if self._http.is_closed:
+                raise httpx.ConnectError("the PortOne client is closed")
             response = await self._http.request(method, path, **kwargs)
             status = str(response.status_code)
             return response
@@ -322,16 +207,22 @@ class PortOneClient:
                 self._observe(operation, status, time.perf_counter() - started)
 
 
-def _unreachable(exc: NoAnswer) -> PortOneUnavailable:
-    what = "timed out" if exc.timed_out else "unreachable"
-    return PortOneUnavailable(f"PortOne {what} ({type(exc.__cause__).__name__})")
+def _unreachable(exc: httpx.TransportError) -> PortOneUnavailable:
+    # aiohttp's transport reports a refused connection as a ConnectTimeout too; its cause
+    # tells the two apart.
+    cause = exc.__cause__
+    timed_out = isinstance(exc, httpx.TimeoutException) and (
+        cause is None or isinstance(cause, TimeoutError)
+    )
+    what = "timed out" if timed_out else "unreachable"
+    return PortOneUnavailable(f"PortOne {what} ({type(cause or exc).__name__})")
 
 
-def _is_retryable(response: Reply) -> bool:
+def _is_retryable(response: httpx.Response) -> bool:
     return response.status_code == 429 or response.status_code >= 500
 
 
-def _unavailable(response: Reply) -> PortOneUnavailable:
+def _unavailable(response: httpx.Response) -> PortOneUnavailable:
     retry_after = response.headers.get("Retry-After", "")
     return PortOneUnavailable(
         f"PortOne answered {response.status_code}",
@@ -339,7 +230,7 @@ def _unavailable(response: Reply) -> PortOneUnavailable:
     )
 
 
-def _checked(response: Reply) -> Reply:
+def _checked(response: httpx.Response) -> httpx.Response:
     if response.is_success:
         return response
     if response.status_code in (401, 403):
@@ -355,7 +246,7 @@ def _checked(response: Reply) -> Reply:
     raise PortOneApiError(response.status_code, error.type, error.message)
 
 
-def _parse(response: Reply, model: type[Model]) -> Model:
+def _parse(response: httpx.Response, model: type[Model]) -> Model:
     try:
         return model.model_validate_json(response.content)
     except ValidationError as exc:

@@ -6,12 +6,14 @@ only what the service uses, ignore the rest, and hold enum-like values as plain 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+
+from app.text import PortOneText as Text
+from app.times import Instant
 
 
 class PaymentStatus(StrEnum):
@@ -22,25 +24,6 @@ class PaymentStatus(StrEnum):
     FAILED = "FAILED"
     PARTIAL_CANCELLED = "PARTIAL_CANCELLED"
     CANCELLED = "CANCELLED"
-
-
-def _without_nul(value: str) -> str:
-    return value.replace("\x00", "")
-
-
-Text = Annotated[str, AfterValidator(_without_nul)]
-"""A string from PortOne, as this service may store it (Postgres text holds no NUL)."""
-
-
-def _in_utc(value: datetime) -> datetime:
-    try:
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the time is out of range") from None
-
-
-Instant = Annotated[datetime, AfterValidator(_in_utc)]
-"""A time from PortOne, in UTC; one UTC cannot hold makes the answer unreadable."""
 
 
 class PortOneModel(BaseModel):
@@ -79,11 +62,28 @@ class PaymentFailure(PortOneModel):
     pg_message: Text | None = None
 
 
+class CancellationStatus(StrEnum):
+    REQUESTED = "REQUESTED"  # accepted; the card company or bank settles it later
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
 class PaymentCancellation(PortOneModel):
     status: Text
     id: Text | None = None
     total_amount: int = 0
     reason: Text | None = None
+    requested_at: Instant | None = None
+    cancelled_at: Instant | None = None
+
+
+class Dispute(PortOneModel):
+    """A chargeback or dispute at the card company, as PortOne mirrors it."""
+
+    status: Text  # UNRESOLVED, RESOLVED
+    reason: Text | None = None
+    created_at: Instant | None = None
+    resolved_at: Instant | None = None
 
 
 class Payment(PortOneModel):
@@ -99,6 +99,10 @@ class Payment(PortOneModel):
     paid_at: Instant | None = None
     failure: PaymentFailure | None = None
     cancellations: list[PaymentCancellation] = []
+    disputes: list[Dispute] = []
+
+    def cancellation(self, cancellation_id: str) -> PaymentCancellation | None:
+        return next((c for c in self.cancellations if c.id == cancellation_id), None)
 
     @property
     def cancellable_amount(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from app.deps import IdempotencyKey, ServicesDep, require_internal_token
+from app.deps import IdempotencyKey, RefundsDep, SettingsDep, require_internal_token
 from app.errors import (
     IdempotencyKeyReused,
     OrderNotFound,
@@ -15,7 +15,6 @@ from app.errors import (
     RefundInProgress,
     Unauthorized,
 )
-from app.orders.presenter import present_order
 from app.orders.router import OrderId
 from app.orders.schemas import OrderOut
 from app.problems import problem_responses
@@ -41,9 +40,10 @@ router = APIRouter(tags=["orders"], dependencies=[Depends(require_internal_token
 async def refund_order(
     order_id: OrderId,
     body: RefundRequest,
-    services: ServicesDep,
+    refunds: RefundsDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
     """Cancel all that is left, or `amount`, at PortOne; a repeated key replays the first result."""
-    order = await services.refunds.refund(order_id, body, idempotency_key=idempotency_key)
-    return present_order(order, services.settings)
+    order = await refunds.refund(order_id, body, idempotency_key=idempotency_key)
+    return OrderOut.present(order, settings)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt
 
-from app.schemas import StrictApiModel, Text
+from app.schemas import StrictApiModel
+from app.text import Text
 
 
 class RefundAccountIn(StrictApiModel):

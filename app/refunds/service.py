@@ -8,11 +8,9 @@ second cancellation; an Idempotency-Key replays the first outcome without a call
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import func, select
-
-from app.db import Sessions
+from app.db import Database
 from app.errors import (
     IdempotencyKeyReused,
     OrderNotFound,
@@ -25,14 +23,17 @@ from app.errors import (
 )
 from app.idempotency import fingerprint
 from app.ids import new_id
-from app.orders.models import Order, OrderStatus
-from app.orders.service import get_order
+from app.orders import store as orders
+from app.orders.order import Order
+from app.orders.status import OrderStatus
 from app.payments.sync import PaymentSync, Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneApiError, PortOneError
 from app.portone.models import Payment, RefundAccount
-from app.refunds.models import Refund, RefundStatus
+from app.refunds import store
+from app.refunds.refund import Refund, RefundStatus
 from app.refunds.schemas import RefundRequest
+from app.times import utc_now
 
 LEASE = timedelta(seconds=60)
 REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
@@ -42,8 +43,8 @@ REPLAYED_ERRORS: dict[str, type[ServiceError]] = {
 
 
 class Refunds:
-    def __init__(self, sessions: Sessions, portone: PortOneClient, sync: PaymentSync) -> None:
-        self._sessions = sessions
+    def __init__(self, database: Database, portone: PortOneClient, sync: PaymentSync) -> None:
+        self._database = database
         self._portone = portone
         self._sync = sync
 
@@ -54,30 +55,26 @@ class Refunds:
         if not run:
             return await self._replay(refund)
         await self._cancel_at_portone(refund, payment_id, request)
-        return await get_order(self._sessions, order_id)
+        return await self._order(order_id)
 
     async def _reserve(
         self, order_id: str, request: RefundRequest, key: str | None
     ) -> tuple[Refund, str, bool]:
         """The refund row and whether this request must call PortOne for it."""
         request_hash = fingerprint(request)
-        async with self._sessions() as session, session.begin():
-            order = await session.get(Order, order_id, with_for_update=True)
+        async with self._database.transaction() as db:
+            order = await orders.lock(db, order_id)
             if order is None:
                 raise OrderNotFound(f"no order {order_id}")
             if key is not None:
-                earlier = await session.scalar(
-                    select(Refund).where(Refund.order_id == order_id, Refund.idempotency_key == key)
-                )
+                earlier = await store.by_key(db, order_id, key)
                 if earlier is not None:
                     if earlier.request_hash != request_hash:
                         raise IdempotencyKeyReused(
                             f"Idempotency-Key {key!r} was used with another body"
                         )
                     if retry := _may_retry(earlier):
-                        earlier.status = RefundStatus.IN_PROGRESS
-                        earlier.attempts += 1
-                        earlier.lease_until = func.now() + LEASE
+                        earlier = await store.retry(db, earlier, LEASE)
                     return earlier, order.payment_id, retry
             if order.status not in REFUNDABLE:
                 raise OrderNotRefundable(f"order is {order.status}")
@@ -87,7 +84,9 @@ class Refunds:
                 raise RefundExceedsBalance(
                     f"refund of {amount} {order.currency} exceeds the {left} {order.currency} left"
                 )
-            refund = Refund(
+            refund = await store.insert_refund(
+                db,
+                LEASE,
                 id=new_id("rfd"),
                 order_id=order_id,
                 idempotency_key=key,
@@ -95,10 +94,7 @@ class Refunds:
                 amount=amount,
                 reason=request.reason,
                 cancellable_amount=left,
-                status=RefundStatus.IN_PROGRESS,
-                lease_until=func.now() + LEASE,
             )
-            session.add(refund)
             return refund, order.payment_id, True
 
     async def _replay(self, refund: Refund) -> Order:
@@ -107,7 +103,13 @@ class Refunds:
         if refund.status == RefundStatus.FAILED:
             error = REPLAYED_ERRORS.get(refund.error_code or "", RefundFailed)
             raise error(refund.outcome or "the refund failed")
-        return await get_order(self._sessions, refund.order_id)
+        return await self._order(refund.order_id)
+
+    async def _order(self, order_id: str) -> Order:
+        async with self._database.connect() as db:
+            order = await orders.get(db, order_id)
+        assert order is not None  # orders are never deleted
+        return order
 
     async def _cancel_at_portone(
         self, refund: Refund, payment_id: str, request: RefundRequest
@@ -178,17 +180,9 @@ class Refunds:
             c.status in made and (c.total_amount, c.reason) == (refund.amount, refund.reason)
             for c in payment.cancellations
         )
-        async with self._sessions() as session:
-            claimed = await session.scalar(
-                select(func.count()).where(
-                    Refund.order_id == refund.order_id,
-                    Refund.id != refund.id,
-                    Refund.amount == refund.amount,
-                    Refund.reason == refund.reason,
-                    Refund.status.in_([RefundStatus.SUCCEEDED, RefundStatus.REQUESTED]),
-                )
-            )
-        return at_portone > (claimed or 0)
+        async with self._database.connect() as db:
+            claimed = await store.count_claimed_like(db, refund)
+        return at_portone > claimed
 
     async def _finish(
         self,
@@ -197,18 +191,13 @@ class Refunds:
         outcome: str,
         error: type[ServiceError] | None = None,
     ) -> None:
-        async with self._sessions() as session, session.begin():
-            row = await session.get(Refund, refund.id, with_for_update=True)
-            assert row is not None
-            row.status = status
-            row.outcome = outcome
-            row.error_code = error.code if error else None
-            row.lease_until = None
+        async with self._database.connect() as db:
+            await store.finish(db, refund, status, outcome, error.code if error else None)
 
 
 def _may_retry(refund: Refund) -> bool:
     """A refund whose PortOne call never answered, or whose runner vanished past its lease."""
     if refund.status == RefundStatus.RETRYABLE:
         return True
-    expired = refund.lease_until is not None and refund.lease_until < datetime.now(UTC)
+    expired = refund.lease_until is not None and refund.lease_until < utc_now()
     return refund.status == RefundStatus.IN_PROGRESS and expired

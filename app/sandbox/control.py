@@ -8,17 +8,16 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictInt
 
-from app.deps import ServicesDep
+from app.deps import OrdersDep, SettingsDep, SyncDep
 from app.errors import OrderNotFound
-from app.orders import rows
-from app.orders import service as orders
-from app.orders.presenter import present_order
 from app.orders.router import OrderId
 from app.orders.schemas import OrderCreate, OrderOut
+from app.payments.sync import PaymentSync
 from app.problems import problem_responses
 from app.sandbox.emulator import PaymentRequest
 from app.sandbox.state import sandbox_of
-from app.schemas import StrictApiModel, Text
+from app.schemas import StrictApiModel
+from app.text import Text
 
 # The emulator refuses what PortOne would (404 unknown payment, 409 wrong state).
 router = APIRouter(
@@ -47,11 +46,9 @@ class ConsoleCancel(StrictApiModel):
 
 
 @router.post("/payments/{payment_id}/pay")
-async def pay(
-    payment_id: PaymentId, body: Pay, request: Request, services: ServicesDep
-) -> JSONResponse:
+async def pay(payment_id: PaymentId, body: Pay, request: Request, sync: SyncDep) -> JSONResponse:
     """The customer pays; another amount or currency than the order's is a tampered payment."""
-    payment_request = await _attempt(services, payment_id, body)
+    payment_request = await _attempt(sync, payment_id, body)
     sandbox = sandbox_of(request)
     payment, kind = sandbox.emulator.pay(payment_request)
     sandbox.sender.notify(kind, payment)
@@ -69,10 +66,10 @@ async def deposit(payment_id: PaymentId, request: Request) -> JSONResponse:
 
 @router.post("/payments/{payment_id}/fail")
 async def fail(
-    payment_id: PaymentId, request: Request, services: ServicesDep, body: Fail | None = None
+    payment_id: PaymentId, request: Request, sync: SyncDep, body: Fail | None = None
 ) -> JSONResponse:
     """The payment attempt fails (a declined card, a closed window)."""
-    payment_request = await _attempt(services, payment_id, Pay())
+    payment_request = await _attempt(sync, payment_id, Pay())
     sandbox = sandbox_of(request)
     payment, kind = sandbox.emulator.fail(payment_request, (body or Fail()).reason)
     sandbox.sender.notify(kind, payment)
@@ -93,26 +90,21 @@ async def console_cancel(
 
 
 @router.post("/checkout", status_code=201)
-async def checkout(services: ServicesDep) -> OrderOut:
+async def checkout(orders: OrdersDep, settings: SettingsDep) -> OrderOut:
     """The demo shop's backend creating an order, so no token ever reaches the browser."""
-    order, _ = await orders.create_order(
-        services.sessions,
-        DEMO_PRODUCT,
-        idempotency_key=None,
-        pre_register=services.pre_registration,
-    )
-    return present_order(order, services.settings)
+    order, _ = await orders.create(DEMO_PRODUCT, idempotency_key=None)
+    return OrderOut.present(order, settings)
 
 
 @router.get("/orders/{order_id}")
-async def demo_order(order_id: OrderId, services: ServicesDep) -> OrderOut:
+async def demo_order(order_id: OrderId, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
     """The demo page's view of its own order."""
-    return present_order(await orders.get_order(services.sessions, order_id), services.settings)
+    return OrderOut.present(await orders.get(order_id), settings)
 
 
-async def _attempt(services: ServicesDep, payment_id: str, body: Pay) -> PaymentRequest:
+async def _attempt(sync: PaymentSync, payment_id: str, body: Pay) -> PaymentRequest:
     """What the customer's browser asks PortOne for: the order's terms unless tampered."""
-    order = await rows.find_by_payment_id(services.engine, payment_id)
+    order = await sync.find(payment_id)
     if order is None:
         raise OrderNotFound(f"no order has paymentId {payment_id}")
     return PaymentRequest(

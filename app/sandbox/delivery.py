@@ -6,13 +6,13 @@ import asyncio
 import json
 import logging
 import secrets
-import time
 from typing import Any
 
 import httpx
 
-from app.portone.webhooks import sign
-from app.sandbox.emulator import EmulatedPayment, _rfc3339
+from app import standard_webhooks
+from app.sandbox.emulator import EmulatedPayment
+from app.times import rfc3339
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def webhook_bodies(kind: str, payment: EmulatedPayment, store_id: str) -> list[d
     }
     if payment.cancellations and "Cancelled" in kind:
         data["cancellationId"] = payment.cancellations[-1].id
-    current = {"type": kind, "timestamp": _rfc3339(payment.status_changed_at), "data": data}
+    current = {"type": kind, "timestamp": rfc3339(payment.status_changed_at), "data": data}
     legacy = {
         "payment_id": payment.id,
         "tx_id": payment.transaction_id,
@@ -85,13 +85,7 @@ class WebhookSender:
     async def _deliver(self, body: bytes) -> None:
         webhook_id = "sandbox_" + secrets.token_hex(12)
         for attempt in range(ATTEMPTS):
-            timestamp = int(time.time())
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": webhook_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(self._key, webhook_id, timestamp, body),
-            }
+            headers = standard_webhooks.headers(self._key, webhook_id, body)
             try:
                 response = await self._client.post(
                     "/webhooks/portone", content=body, headers=headers

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from app.times import rfc3339, utc_now
 
 Method = Literal["CARD", "VIRTUAL_ACCOUNT"]
 
@@ -25,10 +27,6 @@ class EmulatorError(Exception):
         self.message = message
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _instant(value: object) -> datetime | None:
     if value is None:
         return None
@@ -38,7 +36,7 @@ def _instant(value: object) -> datetime | None:
 
 
 def _rfc3339(at: datetime | None) -> str | None:
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z") if at else None
+    return rfc3339(at) if at else None
 
 
 @dataclass
@@ -71,8 +69,8 @@ class EmulatedPayment:
     method: Method
     channel_type: str
     status: str = "READY"
-    requested_at: datetime = field(default_factory=_now)
-    status_changed_at: datetime = field(default_factory=_now)
+    requested_at: datetime = field(default_factory=utc_now)
+    status_changed_at: datetime = field(default_factory=utc_now)
     transaction_id: str = field(default_factory=lambda: "tx_" + secrets.token_hex(10))
     paid_at: datetime | None = None
     failed_at: datetime | None = None
@@ -87,7 +85,7 @@ class EmulatedPayment:
     def move(self, status: str) -> None:
         self.status = status
         # Strictly increasing, so snapshots order even within one clock tick.
-        self.status_changed_at = max(_now(), self.status_changed_at + timedelta(microseconds=1))
+        self.status_changed_at = max(utc_now(), self.status_changed_at + timedelta(microseconds=1))
 
     def body(self) -> dict[str, Any]:
         changed = _rfc3339(self.status_changed_at)
@@ -240,7 +238,7 @@ class Emulator:
                 "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT",
                 "결제 취소 금액이 취소 가능 금액을 초과했습니다.",
             )
-        cancellation = Cancellation("cancel_" + secrets.token_hex(8), amount, reason, _now())
+        cancellation = Cancellation("cancel_" + secrets.token_hex(8), amount, reason, utc_now())
         payment.cancellations.append(cancellation)
         if payment.cancelled == payment.total:
             payment.move("CANCELLED")
@@ -255,7 +253,7 @@ class Emulator:
                 409, "PAYMENT_NOT_WAITING_FOR_DEPOSIT", "입금 대기 상태가 아닙니다."
             )
         payment.cancellations.append(
-            Cancellation("close_" + secrets.token_hex(8), 0, "closed", _now())
+            Cancellation("close_" + secrets.token_hex(8), 0, "closed", utc_now())
         )
         payment.move("CANCELLED")
         return payment, "Transaction.Cancelled"
@@ -303,12 +301,12 @@ class Emulator:
         return payment
 
     def _paid(self, payment: EmulatedPayment) -> tuple[EmulatedPayment, str]:
-        payment.paid_at = _now()
+        payment.paid_at = utc_now()
         payment.move("PAID")
         return payment, "Transaction.Paid"
 
     def _fail(self, payment: EmulatedPayment, reason: str) -> tuple[EmulatedPayment, str]:
-        payment.failed_at = _now()
+        payment.failed_at = utc_now()
         payment.failure_reason = reason
         payment.move("FAILED")
         return payment, "Transaction.Failed"

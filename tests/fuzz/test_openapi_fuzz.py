@@ -10,14 +10,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
-import respx
 import schemathesis
 from schemathesis import BaseSchema
 from schemathesis.python import asgi
 
 from app.main import create_app
-from app.portone import client as portone_client
-from tests.conftest import PORTONE, TOKEN, make_settings, respx_wire
+from tests.conftest import TOKEN, make_settings, mocked_portone
 from tests.fuzz import api_fuzz
 from tests.fuzz.api_fuzz import Known
 from tests.fuzz.fake_portone import FakePortOne
@@ -35,7 +33,7 @@ PLAN = api_fuzz.plan(_STATIC)
 @pytest.fixture(scope="module")
 def fake_portone() -> Iterator[FakePortOne]:
     fake = FakePortOne()
-    with respx.mock(base_url=PORTONE, assert_all_called=False) as router:
+    with mocked_portone() as router:
         fake.install(router)
         yield fake
 
@@ -44,10 +42,7 @@ def fake_portone() -> Iterator[FakePortOne]:
 def served(database_url: str, fake_portone: FakePortOne) -> Iterator[tuple[BaseSchema, Known]]:
     """The schema as the running app serves it, and orders in each interesting state."""
     app = create_app(make_settings(database_url))
-    with pytest.MonkeyPatch.context() as patch:
-        # respx sees httpx's own transport only (conftest does this per test, too late here).
-        patch.setattr(portone_client, "default_wire", respx_wire)
-        schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app
     try:
         with asgi.get_client(app) as client:  # type: ignore[arg-type]
             orders = api_fuzz.seed_orders(client.post, TOKEN, count=4)

@@ -39,7 +39,7 @@ from app.main import create_app
 from app.payments.sync import Source
 from app.portone.models import Payment
 from app.services import Services
-from tests.conftest import PORTONE, make_settings
+from tests.conftest import make_settings, mocked_portone
 from tests.helpers import INTERNAL
 from tests.portone_payloads import iso, payment_body
 
@@ -210,7 +210,7 @@ class OrderMachine(RuleBasedStateMachine):
 
     async def _read(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         services: Services = self.app.state.services
-        async with services.engine.connect() as connection:
+        async with services.database.engine.connect() as connection:
             order = (
                 (
                     await connection.execute(
@@ -225,7 +225,7 @@ class OrderMachine(RuleBasedStateMachine):
                 (
                     await connection.execute(
                         text(
-                            "SELECT source, from_status, to_status FROM order_events"
+                            "SELECT source, from_status, to_status FROM order_history"
                             " WHERE order_id = :id ORDER BY id"
                         ),
                         {"id": self.order_id},
@@ -261,7 +261,7 @@ def test_snapshots_move_orders_only_as_spec_allows(database_url: str) -> None:
     lifespan = app.router.lifespan_context(app)
     with (
         asyncio.Runner() as runner,
-        respx.mock(base_url=PORTONE, assert_all_called=False) as router,
+        mocked_portone() as router,
     ):
         _portone_accepts_compensation(router)
         runner.run(lifespan.__aenter__())

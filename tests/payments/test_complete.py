@@ -337,7 +337,7 @@ async def test_unknown_payment_id_is_order_not_found_without_calling_portone(
     assert route.call_count == 0
     assert anything.call_count == 0
     assert portone.calls.call_count == 0
-    assert await db.fetchval("SELECT count(*) FROM order_events") == 0
+    assert await db.fetchval("SELECT count(*) FROM order_history") == 0
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -436,7 +436,7 @@ async def test_concurrent_completions_make_exactly_one_transition(
     assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
     assert {r.json()["status"] for r in responses} == {"PAID"}
     changes = await db.fetchval(
-        "SELECT count(*) FROM order_events WHERE order_id = $1 AND from_status <> to_status",
+        "SELECT count(*) FROM order_history WHERE order_id = $1 AND from_status <> to_status",
         order["orderId"],
     )
     assert changes == 1

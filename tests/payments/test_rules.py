@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.orders.models import OrderStatus
+from app.orders.status import OrderStatus
 from app.payments.rules import Decision, OrderTerms, Policy, Rejection, decide, verify_payment
 from app.portone.models import Payment, PaymentStatus
 from tests.portone_payloads import STORE_ID, payment_body

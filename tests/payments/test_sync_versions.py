@@ -8,8 +8,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.orders import rows
-from app.orders.rows import OrderRow
+from app.orders.order import Order
 from app.payments.sync import Source
 from app.portone.models import Payment
 from app.services import Services
@@ -21,8 +20,8 @@ def snapshot(payment_id: str, **fields: Any) -> Payment:
     return Payment.model_validate(payment_body(payment_id, **fields))
 
 
-async def read(services: Services, payment_id: str) -> OrderRow:
-    order = await rows.find_by_payment_id(services.engine, payment_id)
+async def read(services: Services, payment_id: str) -> Order:
+    order = await services.sync.find(payment_id)
     assert order is not None
     return order
 

@@ -23,7 +23,7 @@ import respx
 from fastapi import FastAPI
 from starlette.types import Message, Scope
 
-from app.portone.webhooks import decode_secret, sign
+from app.standard_webhooks import decode_secret, sign
 from tests.conftest import WEBHOOK_SECRET
 from tests.helpers import create_order, portone_returns
 from tests.portone_payloads import STORE_ID, iso
@@ -209,7 +209,6 @@ MALFORMED: dict[str, Mutation] = {
     "wrong secret": _resigned(key=WRONG_KEY),
     "body changed by one byte": _body(_flip_middle_byte, resign=False),
     "body with one byte more": _body(lambda b: b + b" ", resign=False),
-    "signed non-utf8 body": _body(lambda b: b[:-1] + b'"\xff\xfe"}', resign=True),
 }
 
 
@@ -361,6 +360,15 @@ UNREADABLE = {
             "data": {"storeId": STORE_ID, "paymentId": "", "transactionId": "tx-1"},
         }
     ).encode(),
+    "not UTF-8": b'{"type": "Transaction.Paid", "data": {"paymentId": "\xff\xfe"}}',
+    "nested past the JSON parser's stack": b'{"type": "x", "data": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+    "nested 33 levels": b'{"type": "Transaction.Paid", "data": {"paymentId": "pay_1", "x": '
+    + b"[" * 31
+    + b"]" * 31
+    + b"}}",
 }
 
 
@@ -376,8 +384,21 @@ async def test_a_signed_body_that_is_not_a_readable_webhook_is_400_payload_inval
     assert not portone.calls
     # a verified delivery is kept raw even when it cannot be read, so nothing is lost
     assert [(row["webhook_id"], row["body"]) for row in await deliveries(db)] == [
-        ("msg_unreadable", body.decode())
+        ("msg_unreadable", body.decode(errors="replace"))
     ]
+
+
+async def test_brackets_in_strings_and_nesting_up_to_the_limit_are_readable(
+    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+) -> None:
+    nested: dict[str, Any] = {"note": "[{" * 100 + '\\"' + "}]" * 100}
+    for _ in range(30):
+        nested = {"inner": nested}
+    body = json.dumps({"type": "Store.Updated", "data": nested}).encode()  # 32 levels
+
+    row = await _assert_ignored(client, portone, db, body)
+
+    assert row["status"] == "IGNORED"
 
 
 # --- signed, readable, deliberately ignored ------------------------------------------------

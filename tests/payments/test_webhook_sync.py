@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 import respx
 
-from app.portone.webhooks import decode_secret, sign
+from app.standard_webhooks import decode_secret, sign
 from tests.conftest import WEBHOOK_SECRET
 from tests.helpers import (
     create_order,
@@ -43,7 +43,9 @@ async def test_paid_webhook_marks_order_paid_after_refetch(
     assert stored["payment_id"] == order["paymentId"]
     assert stored["type"] == "Transaction.Paid"
     assert '"Transaction.Paid"' in stored["body"]
-    events = await db.fetch("SELECT source FROM order_events WHERE order_id = $1", order["orderId"])
+    events = await db.fetch(
+        "SELECT source FROM order_history WHERE order_id = $1", order["orderId"]
+    )
     assert [e["source"] for e in events] == ["webhook"]
 
 
@@ -213,7 +215,7 @@ async def test_failed_payment_is_recorded_without_moving_the_order(
 
     assert response.status_code == 200
     assert (await order_row(db, order["orderId"]))["status"] == "PENDING"
-    events = await db.fetch("SELECT * FROM order_events WHERE order_id = $1", order["orderId"])
+    events = await db.fetch("SELECT * FROM order_history WHERE order_id = $1", order["orderId"])
     assert [(e["portone_status"], e["to_status"]) for e in events] == [("FAILED", "PENDING")]
 
 

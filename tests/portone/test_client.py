@@ -14,7 +14,7 @@ import pytest
 import respx
 
 from app.portone import client as portone_client
-from app.portone.client import NoAnswer, PortOneClient, Reply, Wire, new_http_client
+from app.portone.client import PortOneClient, new_http_client
 from app.portone.errors import (
     PaymentNotFound,
     PortOneApiError,
@@ -59,7 +59,9 @@ async def test_requests_carry_the_portone_secret_as_authorization(
 
     await client.get_payment(PAYMENT_ID)
 
-    headers = route.calls.last.request.headers
+    request = route.calls.last.request
+    headers = request.headers
+    assert request.url.params["storeId"] == STORE_ID
     assert headers["Authorization"] == "PortOne secret"
     assert headers["Accept"] == "application/json"
     # Only encodings httpx decodes: a transport's own offer (br, zstd) would go undecoded.
@@ -75,7 +77,7 @@ async def test_a_gzipped_answer_is_read(client: PortOneClient, portone: respx.Mo
     assert (await client.get_payment(PAYMENT_ID)).id == PAYMENT_ID
 
 
-@pytest.mark.parametrize("payment_id", ["a/b", "..", ".", "?#", "결제-0001", "%2F", "a b"])
+@pytest.mark.parametrize("payment_id", ["a/b", "?#", "결제-0001", "%2F", "a b", "a.", "..."])
 async def test_payment_id_is_sent_as_one_encoded_path_segment(
     client: PortOneClient, portone: respx.MockRouter, payment_id: str
 ) -> None:
@@ -84,13 +86,25 @@ async def test_payment_id_is_sent_as_one_encoded_path_segment(
     payment = await client.get_payment(payment_id)
 
     url = route.calls.last.request.url
-    segments = url.raw_path.decode("ascii").split("/")
+    path, _, _ = url.raw_path.decode("ascii").partition("?")
+    segments = path.split("/")
     assert segments[:2] == ["", "payments"]
     assert len(segments) == 3, url.raw_path
-    assert segments[2] not in {".", ".."}
     assert unquote(segments[2]) == payment_id
-    assert url.query == b""
+    assert dict(url.params) == {"storeId": STORE_ID}
     assert payment.id == payment_id
+
+
+@pytest.mark.parametrize("payment_id", [".", ".."])
+async def test_a_dot_segment_payment_id_is_never_sent(
+    client: PortOneClient, portone: respx.MockRouter, payment_id: str
+) -> None:
+    route = portone.route()
+
+    with pytest.raises(ValueError, match="path segment"):
+        await client.get_payment(payment_id)
+
+    assert not route.called
 
 
 async def test_server_error_then_success_is_retried_to_success(
@@ -331,43 +345,44 @@ async def test_list_payments_sends_options_as_json_in_request_body_parameter(
     assert page.page.total_count == 2
 
 
-class SlowFailingWire(Wire):
+class SlowFailingTransport(httpx.AsyncBaseTransport):
     """Every attempt takes `seconds` and gets no answer."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.calls = 0
 
-    async def request(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
-    ) -> Reply:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
         await asyncio.sleep(self.seconds)
-        raise NoAnswer(TimeoutError("read timed out"), timed_out=True)
+        raise httpx.ReadTimeout("read timed out", request=request)
 
-    async def aclose(self) -> None:
-        pass
+
+def failing_client(transport: SlowFailingTransport) -> PortOneClient:
+    return PortOneClient(
+        new_http_client("https://portone.test", "secret", transport), store_id=STORE_ID
+    )
 
 
 async def test_the_first_attempt_counts_against_the_retry_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(portone_client, "READ_BUDGET_SECONDS", 0.2)
-    wire = SlowFailingWire(0.3)  # the first attempt alone outlasts the budget
+    transport = SlowFailingTransport(0.3)  # the first attempt alone outlasts the budget
 
     with pytest.raises(PortOneUnavailable, match="timed out"):
-        await PortOneClient(wire, store_id=STORE_ID).get_payment(PAYMENT_ID)
+        await failing_client(transport).get_payment(PAYMENT_ID)
 
-    assert wire.calls == 1
+    assert transport.calls == 1
 
 
 async def test_retries_share_the_budget_left_by_the_first_attempt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(portone_client, "READ_BUDGET_SECONDS", 10.0)
-    wire = SlowFailingWire(0.01)
+    transport = SlowFailingTransport(0.01)
 
     with pytest.raises(PortOneUnavailable, match="timed out"):
-        await PortOneClient(wire, store_id=STORE_ID).get_payment(PAYMENT_ID)
+        await failing_client(transport).get_payment(PAYMENT_ID)
 
-    assert wire.calls == 3
+    assert transport.calls == 3

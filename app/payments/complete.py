@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.errors import OrderNotFound, PaymentNotPaid, PaymentRejected
-from app.orders import rows
-from app.orders.models import OrderStatus
-from app.orders.rows import OrderRow
+from app.orders.order import Order
+from app.orders.status import OrderStatus
 from app.payments.sync import Observation, PaymentSync, Source
 from app.portone.errors import PaymentNotFound
 from app.portone.models import PaymentStatus
@@ -23,24 +20,28 @@ ANSWERED_FROM_DATABASE = frozenset(
 )
 
 
-async def complete_payment(engine: AsyncEngine, sync: PaymentSync, payment_id: str) -> OrderRow:
-    """The order when it ends PAID or AWAITING_DEPOSIT; otherwise the problem that says why."""
-    order = await rows.find_by_payment_id(engine, payment_id)
-    if order is None:
-        raise OrderNotFound(f"no order has paymentId {payment_id}")
-    if order.status in ANSWERED_FROM_DATABASE:
-        # Settled orders change only through webhooks and the reconciler; no PortOne call.
-        return _outcome(order, order.portone_status, None, None)
-    try:
-        observation = await sync.sync(payment_id, Source.COMPLETE, seen=order)
-    except PaymentNotFound:
-        raise PaymentNotPaid(
-            "PortOne has no payment with this id", portone_status=None, failure_reason=None
-        ) from None
-    return _outcome_of(observation)
+class Completion:
+    def __init__(self, sync: PaymentSync) -> None:
+        self._sync = sync
+
+    async def complete(self, payment_id: str) -> Order:
+        """The order when it ends PAID or AWAITING_DEPOSIT; otherwise the problem that says why."""
+        order = await self._sync.find(payment_id)
+        if order is None:
+            raise OrderNotFound(f"no order has paymentId {payment_id}")
+        if order.status in ANSWERED_FROM_DATABASE:
+            # Settled orders change only through webhooks and the reconciler; no PortOne call.
+            return _outcome(order, order.portone_status, None, None)
+        try:
+            observation = await self._sync.sync(payment_id, Source.COMPLETE, seen=order)
+        except PaymentNotFound:
+            raise PaymentNotPaid(
+                "PortOne has no payment with this id", portone_status=None, failure_reason=None
+            ) from None
+        return _outcome_of(observation)
 
 
-def _outcome_of(observation: Observation) -> OrderRow:
+def _outcome_of(observation: Observation) -> Order:
     payment = observation.payment
     failure_reason = None
     if payment.status == PaymentStatus.FAILED:
@@ -53,8 +54,8 @@ def _outcome_of(observation: Observation) -> OrderRow:
 
 
 def _outcome(
-    order: OrderRow, portone_status: str | None, detail: str | None, failure_reason: str | None
-) -> OrderRow:
+    order: Order, portone_status: str | None, detail: str | None, failure_reason: str | None
+) -> Order:
     if order.status in (OrderStatus.PAID, OrderStatus.AWAITING_DEPOSIT):
         return order
     if order.status == OrderStatus.REJECTED:

@@ -14,24 +14,21 @@ import asyncio
 import json
 import logging
 import random
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import aliased
 
+from app import standard_webhooks
 from app.background import advisory_lock
-from app.db import Sessions
-from app.events.models import DeliveryState, OutboxEvent
-from app.portone.webhooks import sign
+from app.db import Database
+from app.outbox import store
+from app.outbox.event import OutboxEvent
+from app.times import utc_now
 
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = 0x6F7264657273  # "orders"
-BATCH = 100
 MAX_BATCHES = 50
 CONCURRENCY = 8
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -57,54 +54,26 @@ class DeliverySummary:
 
 class EventDelivery:
     def __init__(
-        self,
-        engine: AsyncEngine,
-        sessions: Sessions,
-        http: httpx.AsyncClient,
-        *,
-        url: str,
-        key: bytes,
+        self, database: Database, http: httpx.AsyncClient, *, url: str, key: bytes
     ) -> None:
-        self._engine = engine
-        self._sessions = sessions
+        self._database = database
         self._http = http
         self._url = url
         self._key = key
 
     async def deliver_due(self) -> DeliverySummary:
         """Deliver what is due now, one batch after another, until nothing is left."""
-        async with advisory_lock(self._engine, LOCK_KEY) as locked:
+        async with advisory_lock(self._database, LOCK_KEY) as locked:
             if not locked:
                 return DeliverySummary(skipped=True)
             summary = DeliverySummary()
             for _ in range(MAX_BATCHES):
-                batch = await self._due()
+                async with self._database.connect() as db:
+                    batch = await store.due(db)
                 if not batch:
                     break
                 await self._deliver_batch(batch, summary)
             return summary
-
-    async def _due(self) -> list[OutboxEvent]:
-        earlier = aliased(OutboxEvent)
-        blocked = exists().where(
-            and_(
-                earlier.order_id == OutboxEvent.order_id,
-                earlier.seq < OutboxEvent.seq,
-                earlier.state != DeliveryState.DELIVERED,
-            )
-        )
-        query = (
-            select(OutboxEvent)
-            .where(
-                OutboxEvent.state != DeliveryState.DELIVERED,
-                OutboxEvent.next_attempt_at <= func.now(),
-                ~blocked,
-            )
-            .order_by(OutboxEvent.seq)
-            .limit(BATCH)
-        )
-        async with self._sessions() as session:
-            return list(await session.scalars(query))
 
     async def _deliver_batch(self, batch: list[OutboxEvent], summary: DeliverySummary) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
@@ -118,18 +87,12 @@ class EventDelivery:
             else:
                 summary.failed += 1
 
-        # `_due` returns at most one undelivered event per order, so these never race.
+        # A batch holds at most one undelivered event per order, so these never race.
         await asyncio.gather(*(one(event) for event in batch))
 
     async def _post(self, event: OutboxEvent) -> str | None:
         body = json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False).encode()
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": event.id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self._key, event.id, timestamp, body),
-        }
+        headers = standard_webhooks.headers(self._key, event.id, body)
         try:
             response = await self._http.post(self._url, content=body, headers=headers)
         except httpx.TransportError as exc:
@@ -139,26 +102,13 @@ class EventDelivery:
         return f"HTTP {response.status_code}: {response.text[:200]}"
 
     async def _record(self, event: OutboxEvent, error: str | None) -> None:
-        now = datetime.now(UTC)
-        attempts = event.attempts + 1
-        values: dict[str, object]
-        if error is None:
-            values = {"state": DeliveryState.DELIVERED, "delivered_at": now, "last_error": None}
-        else:
-            retry_at = next_attempt(attempts, event.created_at, now)
-            values = {
-                "state": DeliveryState.FAILED,
-                "last_error": error,
-                "next_attempt_at": retry_at,
-            }
+        now = utc_now()
+        retry_at = None
+        if error is not None:
+            retry_at = next_attempt(event.attempts + 1, event.created_at, now)
             logger.warning("order event %s not delivered: %s", event.id, error)
-        statement = (
-            update(OutboxEvent)
-            .where(OutboxEvent.seq == event.seq)
-            .values(attempts=attempts, **values)
-        )
-        async with self._sessions() as session, session.begin():
-            await session.execute(statement)
+        async with self._database.connect() as db:
+            await store.record_attempt(db, event, error=error, now=now, retry_at=retry_at)
 
 
 def new_events_client() -> httpx.AsyncClient:

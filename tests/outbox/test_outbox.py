@@ -29,11 +29,10 @@ from standardwebhooks import Webhook
 
 from app import main as app_main
 from app.config import Settings
-from app.events.delivery import EventDelivery
-from app.events.outbox import Outbox
 from app.main import create_app
-from app.orders import rows
-from app.orders.presenter import OrderView
+from app.orders.order import Order
+from app.outbox.delivery import EventDelivery
+from app.outbox.writer import Outbox
 from app.payments.sync import Source
 from app.services import Services
 from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
@@ -541,12 +540,10 @@ async def test_a_rolled_back_change_writes_no_event(
 ) -> None:
     order = await create_order(client)
     portone_returns(portone, order["paymentId"], status_changed_at=T0)
-    seen = (
-        await rows.find_by_payment_id(services.engine, order["paymentId"]) if read_first else None
-    )
+    seen = await services.sync.find(order["paymentId"]) if read_first else None
     add = Outbox.add
 
-    async def add_then_fail(self: Outbox, connection: Any, changed: OrderView) -> None:
+    async def add_then_fail(self: Outbox, connection: Any, changed: Order) -> None:
         await add(self, connection, changed)  # the event row is written in the transaction...
         raise RuntimeError("the database connection died before the commit")  # ...then lost
 

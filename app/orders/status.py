@@ -1,0 +1,21 @@
+"""Where an order stands, and where its compensation stands."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    AWAITING_DEPOSIT = "AWAITING_DEPOSIT"
+    PAID = "PAID"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+
+class CompensationStatus(StrEnum):
+    OWED = "OWED"
+    DONE = "DONE"
+    DISABLED = "DISABLED"  # AUTO_CANCEL_ON_MISMATCH=false: left to a human

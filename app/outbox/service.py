@@ -1,0 +1,25 @@
+"""Looking into the outbox, and sending an event again."""
+
+from __future__ import annotations
+
+from app.db import Database
+from app.errors import EventNotFound
+from app.outbox import store
+from app.outbox.event import DeliveryState, OutboxEvent
+
+
+class OutboxEvents:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def by_state(self, state: DeliveryState, limit: int) -> list[OutboxEvent]:
+        async with self._database.connect() as db:
+            return await store.by_state(db, state, limit)
+
+    async def redeliver(self, event_id: str) -> OutboxEvent:
+        """Due now, whatever its state; the delivery worker sends it on its next pass."""
+        async with self._database.connect() as db:
+            event = await store.redeliver(db, event_id)
+        if event is None:
+            raise EventNotFound(f"no order event {event_id}")
+        return event

@@ -1,0 +1,42 @@
+"""What the payment paths keep besides orders: webhook deliveries and the reconciler's place."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+)
+
+from app.db import metadata
+
+# A verified PortOne webhook, stored raw before it is processed.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("webhook_id", String(255), nullable=False, unique=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("body", Text, nullable=False),
+    Column("type", String(100)),
+    Column("payment_id", String(200), index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("outcome", Text),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("processed_at", DateTime(timezone=True)),
+)
+
+# Up to when PortOne's list of changed payments has been read.
+reconciler_checkpoints = Table(
+    "reconciler_checkpoints",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("changed_until", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,17 @@
+"""Every table, imported in one place: Alembic and the tests see the whole schema here."""
+
+from app.db import metadata
+from app.orders.tables import order_history, orders
+from app.outbox.tables import outbox_events
+from app.payments.tables import reconciler_checkpoints, webhook_deliveries
+from app.refunds.tables import refunds
+
+__all__ = [
+    "metadata",
+    "order_history",
+    "orders",
+    "outbox_events",
+    "reconciler_checkpoints",
+    "refunds",
+    "webhook_deliveries",
+]

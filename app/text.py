@@ -1,0 +1,50 @@
+"""Strings this service stores: what it accepts from callers, and what it keeps of PortOne's."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+
+def storable(value: str) -> str:
+    """`value`, if Postgres text can hold it (no NUL, no lone UTF-16 surrogate)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if not is_utf8(value):
+        raise ValueError("must be valid Unicode (no lone surrogates)")
+    return value
+
+
+def is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_json(value: Any) -> Any:
+    """The same for every key and string of a JSON value; and no NaN or infinity."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if isinstance(value, dict):
+        return {storable(key): storable_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable_json(item) for item in value]
+    return value
+
+
+def without_nul(value: str) -> str:
+    """What this service keeps of a string it cannot refuse (PortOne's): NUL removed."""
+    return value.replace("\x00", "")
+
+
+Text = Annotated[str, AfterValidator(storable)]
+"""A string from a caller of this service: refused (422) unless Postgres can store it."""
+
+PortOneText = Annotated[str, AfterValidator(without_nul)]
+"""A string from PortOne: never refused, NUL removed so Postgres can store it."""
