@@ -98,15 +98,20 @@ class Processes:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop_all(self, grace: float = 10.0) -> None:
+        """SIGTERM to each, the last started first; SIGKILL to any still running after
+        `grace` seconds. All are told at once: a server draining a request that waits
+        on another (a stand-in's hang) must not hold up the rest."""
+        stopping = list(reversed(self.running))
         with _signals_ignored():  # a second Ctrl-C must not cut the stopping short
-            for name, process in reversed(self.running):
-                if process.poll() is not None:
-                    continue
-                process.send_signal(signal.SIGTERM)
+            for _, process in stopping:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for name, process in stopping:
                 try:
-                    process.wait(timeout=grace)
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    print(f"  {name} ignored SIGTERM; killing it", flush=True)
+                    print(f"  {name} outlived SIGTERM by {grace:.0f} s; killing it", flush=True)
                     process.kill()
                     process.wait()
         self.running.clear()
