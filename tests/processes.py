@@ -145,7 +145,7 @@ def wait_listening(processes: Processes, name: str, port: int, seconds: float = 
 async def wait_http(processes: Processes, name: str, url: str, seconds: float = 60.0) -> None:
     """Until `url` answers 200; fails as soon as a process dies."""
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(timeout=2) as client:
+    async with httpx.AsyncClient(timeout=2, trust_env=False) as client:  # loopback: no proxy
         while True:
             processes.check_alive()
             with contextlib.suppress(httpx.HTTPError):
