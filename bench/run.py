@@ -17,7 +17,7 @@ repeated completions, signed webhooks and the hot payment (C clients, one unpaid
 payment), at PortOne latency 0 and 50 ms; the constant ceiling. Prints a table, the
 ratios and the targets, writes bench/results.json; then checks that every paid order
 went PENDING -> PAID exactly once. Every process it starts is stopped on the way out.
---quick: one round of 3 s runs (about a minute); default: two rounds of 10 s (~5 min).
+--quick: one round of 3 s runs (1-2 min); default: two rounds of 10 s (~6 min).
 --profile [first|repeat|webhook|hot]: one more round of that workload (default
 first-time) with py-spy on the service (bench/profile.txt, and the collapsed stacks in
 bench/profile.raw); `--rounds 0 --profile` profiles only. `--workloads first,webhook`

@@ -73,7 +73,8 @@ class Bench:
         rps = max(measured) if measured else EXPECTED_RPS[self.latency]
         return int(rps * seconds * 2) + 300
 
-    def requests(self, target_name: str, workload: str, seconds: float) -> Requests:
+    def prepare(self, target_name: str, workload: str, seconds: float) -> Requests:
+        """The requests of one run of `workload`, with its orders made first."""
         if workload == "first" and target_name == "sample":
             # It keeps payments in a dict: fresh ids are first-time completions to it.
             tag = secrets.token_hex(4)
@@ -105,11 +106,11 @@ class Bench:
     ) -> dict[str, Any]:
         seconds = seconds or self.seconds
         target = self.targets[target_name]
-        requests = self.requests(target_name, workload, seconds)
+        prepared = self.prepare(target_name, workload, seconds)
         sessions_before = self.db.sessions()
         reads_before = self.standin.reads()
         before = sample(target.process.pid)
-        result = self.load.run(target.port, requests.mode, requests.lines, seconds)
+        result = self.load.run(target.port, prepared.mode, prepared.lines, seconds)
         after = sample(target.process.pid)
         reads = self.standin.reads() - reads_before
         # Minus the harness's own two connections (this count and the one before it).
@@ -143,14 +144,14 @@ class Bench:
             "portone_reads": reads,
             "wrapped": result["wrapped"],
         }
-        if requests.prefix is not None:
+        if prepared.prefix is not None:
             # Which orders this run was meant to pay, for the check at the end.
             self.batches.append(
                 {
-                    "prefix": requests.prefix,
+                    "prefix": prepared.prefix,
                     "target": target_name,
                     "workload": workload,
-                    "orders": len(requests.lines),
+                    "orders": len(prepared.lines),
                     "sent": result["sent"],
                     "ok": result["requests"] - result["status_errors"],
                 }
