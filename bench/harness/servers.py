@@ -11,6 +11,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from bench.harness.settings import BENCH, CONCURRENCY, LOAD_CPU, SERVER_CPU, STORE_ID
@@ -41,6 +42,17 @@ class StandIn:
         status, body = self._request("GET", "/_bench/reads")
         assert status == 200, body
         return int(json.loads(body)["reads"])
+
+    def settled_reads(self, seconds: float = 5.0) -> int:
+        """The count once the requests a run left in flight have read (or `seconds` on)."""
+        deadline = time.monotonic() + seconds
+        count = self.reads()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            count, previous = self.reads(), count
+            if count == previous:
+                break
+        return count
 
     def _request(self, method: str, path: str) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)

@@ -108,7 +108,7 @@ class Bench:
         target = self.targets[target_name]
         prepared = self.prepare(target_name, workload, seconds)
         sessions_before = self.db.sessions()
-        reads_before = self.standin.reads()
+        reads_before = self.standin.settled_reads()  # none of the last run's
         before = sample(target.process.pid)
         result = self.load.run(target.port, prepared.mode, prepared.lines, seconds)
         after = sample(target.process.pid)
