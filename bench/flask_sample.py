@@ -1,4 +1,4 @@
-"""What merchants copy today: a verifier written after PortOne's Flask sample (issue 8).
+"""What merchants copy today: a verifier written after PortOne's Flask sample.
 
     PORTONE_API_BASE_URL=http://127.0.0.1:9100 PORTONE_API_SECRET=… \
     python bench/flask_sample.py --port 8003

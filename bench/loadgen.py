@@ -17,11 +17,12 @@ import aiohttp
 import uvloop
 
 JSON = {"Content-Type": "application/json"}
+NOT_PAID = 409  # every answer of the hot mode: its payment is never paid
 
 
 async def drive(url: str, mode: str, lines: list[str], connections: int, seconds: float) -> dict:
     latencies: list[float] = []
-    counts = {"sent": 0, "status": 0, "read": 0, "timeout": 0}
+    counts = {"sent": 0, "status": 0, "read": 0, "timeout": 0, "unexpected": 0}
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
@@ -32,7 +33,7 @@ async def drive(url: str, mode: str, lines: list[str], connections: int, seconds
             if mode == "constant":
                 return "GET", "/", {}, None
             line = lines[index]
-            if mode == "complete":
+            if mode in ("complete", "hot"):
                 return "POST", "/payments/complete", JSON, json.dumps({"paymentId": line})
             webhook_id, timestamp, signature, body = line.split("\t", 3)
             headers = {
@@ -51,6 +52,7 @@ async def drive(url: str, mode: str, lines: list[str], connections: int, seconds
                     async with session.request(method, path, headers=headers, data=body) as r:
                         await r.read()
                         counts["status"] += r.status > 399
+                        counts["unexpected"] += mode == "hot" and r.status != NOT_PAID
                 except TimeoutError:
                     counts["timeout"] += 1
                     continue
@@ -85,13 +87,14 @@ async def drive(url: str, mode: str, lines: list[str], connections: int, seconds
         "mean_us": sum(latencies) / max(len(latencies), 1) * 1e6,
         "sent": counts["sent"],
         "wrapped": max(counts["sent"] - 1, 0) // len(lines) if lines else 0,
+        "unexpected": counts["unexpected"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
-    parser.add_argument("mode", choices=["constant", "complete", "webhook"])
+    parser.add_argument("mode", choices=["constant", "complete", "hot", "webhook"])
     parser.add_argument("file", type=Path)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10)

@@ -1,13 +1,16 @@
-"""The reference "minimal correct verifier" of issue 8, as raw ASGI on uvicorn.
+"""The bench's yardstick: a minimal correct verifier, as raw ASGI on uvicorn.
 
     DATABASE_URL=postgresql://… PORTONE_API_BASE_URL=http://127.0.0.1:9100 \
     PORTONE_API_SECRET=… PORTONE_STORE_ID=… PORTONE_WEBHOOK_SECRETS=whsec_… \
     python bench/minimal_verifier.py --port 8002
 
 It keeps the guarantees the service keeps and nothing else: look the order up, one GET
-to PortOne (aiohttp, no transaction open), then on asyncpg `BEGIN; SELECT … FOR UPDATE;
-UPDATE; INSERT event; COMMIT`. Webhooks: verify the Standard Webhooks signature, store
-the delivery (claimed once by its webhook-id), fetch, apply, mark the delivery done.
+to PortOne (no transaction open), then on asyncpg `BEGIN; SELECT … FOR UPDATE; UPDATE;
+INSERT event; COMMIT`. Webhooks: verify the Standard Webhooks signature, store the
+delivery (claimed once by its webhook-id), fetch, apply, mark the delivery done.
+PortOne is reached on the client the service uses in production, one `httpx.AsyncClient`
+whose transport is httpx-aiohttp's `AiohttpTransport`: a ratio against this verifier
+then measures the service's own work, not a difference of HTTP clients.
 It uses the service's tables (orders, order_history, webhook_deliveries) after
 `alembic upgrade head`; it is a yardstick, not a second implementation of SPEC.md.
 """
@@ -26,9 +29,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import asyncpg
+import httpx
 import uvicorn
+from httpx_aiohttp import AiohttpTransport
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -79,28 +83,28 @@ class Verifier:
             if s.strip()
         ]
         self.pool: asyncpg.Pool
-        self.http: aiohttp.ClientSession
+        self.http: httpx.AsyncClient
 
     async def start(self) -> None:
         dsn = os.environ["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
         # The same ceiling of connections as the service's pool (10 + 20 overflow).
         self.pool = await asyncpg.create_pool(dsn, min_size=10, max_size=30)
-        self.http = aiohttp.ClientSession(
+        self.http = httpx.AsyncClient(
             base_url=os.environ["PORTONE_API_BASE_URL"].rstrip("/") + "/",
             headers={"Authorization": f"PortOne {os.environ['PORTONE_API_SECRET']}"},
-            connector=aiohttp.TCPConnector(limit=100),
-            timeout=aiohttp.ClientTimeout(total=10, connect=3),
+            timeout=httpx.Timeout(10, connect=3),
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=100)),
         )
 
     async def stop(self) -> None:
-        await self.http.close()
+        await self.http.aclose()
         await self.pool.close()
 
     async def fetch(self, payment_id: str) -> dict[str, Any]:
-        async with self.http.get("payments/" + quote(payment_id, safe="")) as response:
-            if response.status != 200:
-                raise Problem(503, "PORTONE_UNAVAILABLE", f"PortOne answered {response.status}")
-            payment: dict[str, Any] = await response.json()
+        response = await self.http.get("payments/" + quote(payment_id, safe=""))
+        if response.status_code != 200:
+            raise Problem(503, "PORTONE_UNAVAILABLE", f"PortOne answered {response.status_code}")
+        payment: dict[str, Any] = response.json()
         if payment.get("id") != payment_id:
             raise Problem(503, "PORTONE_UNAVAILABLE", "PortOne answered for another payment")
         return payment
@@ -231,7 +235,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             status, answer = problem.status, problem.body
         except (ValueError, KeyError, TypeError):
             status, answer = 422, {"code": "VALIDATION_FAILED"}
-        except (OSError, aiohttp.ClientError, asyncpg.PostgresError):
+        except (OSError, httpx.HTTPError, asyncpg.PostgresError):
             status, answer = 503, {"code": "UNAVAILABLE"}
         payload = json.dumps(answer).encode()
         await send(

@@ -3,8 +3,16 @@
     python bench/portone_standin.py --port 9100 --store-id store-bench [--latency-ms 0]
 
 GET /payments/{id}: a realistic PAID card payment of 10000 KRW in the configured store,
-for any id. GET /payments: an empty page. PUT /_bench/latency?ms=50 changes the added
-latency while it runs (the benchmark switches between 0 and 50 ms without restarts).
+for any id; READY (not paid yet) for an id that starts with `unpaid-`. GET /payments: an
+empty page. PUT /_bench/latency?ms=50 changes the added latency while it runs (the
+benchmark switches between 0 and 50 ms without restarts); GET /_bench/reads counts the
+payment reads answered so far.
+
+Why not the sandbox's emulator (app.sandbox.emulator), which the stress run uses: the
+bench measures the service, so PortOne must cost it nothing. This stand-in keeps no
+state but a count, and validates nothing; each answer is one of two bodies formatted at
+start-up, the id put in by one replace. It shares the 2-core machine with the service,
+the database and the load generator, and must never become the bottleneck or the noise.
 """
 
 from __future__ import annotations
@@ -13,19 +21,21 @@ import argparse
 import asyncio
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import uvloop
 from aiohttp import web
 
 AMOUNT = 10_000
 PLACEHOLDER = "@@PAYMENT_ID@@"
+UNPAID_PREFIX = "unpaid-"
 EMPTY_PAGE = json.dumps({"items": [], "page": {"number": 0, "size": 100, "totalCount": 0}})
 
 
-def payment_template(store_id: str) -> str:
-    """A PAID body with every field the real API sends; the id is substituted per request."""
+def paid_payment(store_id: str) -> dict[str, Any]:
+    """A PAID payment with every field the real API sends; the id is a placeholder."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    body = {
+    return {
         "status": "PAID",
         "id": PLACEHOLDER,
         "transactionId": f"tx-{PLACEHOLDER}",
@@ -90,20 +100,35 @@ def payment_template(store_id: str) -> str:
         "webhooks": [],
         "disputes": [],
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def ready_payment(store_id: str) -> dict[str, Any]:
+    """The same payment before the customer has paid: READY, nothing paid, no method."""
+    paid = paid_payment(store_id)
+    unpaid = {
+        k: v for k, v in paid.items() if k not in ("method", "paidAt", "pgTxId", "receiptUrl")
+    }
+    return {**unpaid, "status": "READY", "amount": {**paid["amount"], "paid": 0}}
+
+
+def template(payment: dict[str, Any]) -> str:
+    return json.dumps(payment, ensure_ascii=False, separators=(",", ":"))
 
 
 def make_app(store_id: str, latency_ms: float) -> web.Application:
-    template = payment_template(store_id)
-    state = {"latency": latency_ms / 1000}
+    paid, ready = template(paid_payment(store_id)), template(ready_payment(store_id))
+    state = {"latency": latency_ms / 1000, "reads": 0}
 
     async def get_payment(request: web.Request) -> web.Response:
+        state["reads"] += 1
         if state["latency"]:
             await asyncio.sleep(state["latency"])
+        raw_id = request.match_info["payment_id"]
+        body = ready if raw_id.startswith(UNPAID_PREFIX) else paid
         # Ids are JSON-escaped, then put into the prepared body with one replace.
-        payment_id = json.dumps(request.match_info["payment_id"])[1:-1]
+        payment_id = json.dumps(raw_id)[1:-1]
         return web.Response(
-            text=template.replace(PLACEHOLDER, payment_id), content_type="application/json"
+            text=body.replace(PLACEHOLDER, payment_id), content_type="application/json"
         )
 
     async def list_payments(_: web.Request) -> web.Response:
@@ -115,10 +140,14 @@ def make_app(store_id: str, latency_ms: float) -> web.Application:
         state["latency"] = float(request.query.get("ms", "0")) / 1000
         return web.json_response({"latencyMs": state["latency"] * 1000})
 
+    async def reads(_: web.Request) -> web.Response:
+        return web.json_response({"reads": state["reads"]})
+
     app = web.Application()
     app.router.add_get("/payments/{payment_id}", get_payment)
     app.router.add_get("/payments", list_payments)
     app.router.add_put("/_bench/latency", set_latency)
+    app.router.add_get("/_bench/reads", reads)
     return app
 
 

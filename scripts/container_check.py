@@ -28,7 +28,7 @@ _venv.enter()
 
 sys.path.insert(0, str(_venv.ROOT))
 from tests.database import admin, postgres_server, with_database  # noqa: E402
-from tests.live_server import free_port  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 
 def step(title: str) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
 import asyncpg
 import httpx
 import respx
 
-from app.standard_webhooks import decode_secret, sign
+from app import standard_webhooks
+from app.standard_webhooks import decode_secret
 from tests.conftest import TOKEN, WEBHOOK_SECRET
 from tests.portone_payloads import STORE_ID, payment_body
 
@@ -74,15 +74,7 @@ def signed_webhook(
         }
     ).encode()
     webhook_id = webhook_id or f"msg_{secrets.token_hex(8)}"
-    timestamp = at if at is not None else int(time.time())
-    signature = sign(decode_secret(secret), webhook_id, timestamp, body)
-    headers = {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature,
-        "content-type": "application/json",
-    }
-    return body, headers
+    return body, standard_webhooks.headers(decode_secret(secret), webhook_id, body, at=at)
 
 
 async def post_webhook(client: httpx.AsyncClient, payment_id: str, **kwargs: Any) -> httpx.Response:

@@ -30,8 +30,8 @@ from sqlalchemy.engine import make_url
 from app.main import create_app
 from tests.conftest import make_settings, mocked_portone
 from tests.helpers import INTERNAL, signed_webhook
-from tests.live_server import free_port
 from tests.portone_payloads import payment_body
+from tests.processes import free_port
 
 EVENTS_URL = "http://events.test/order-events"
 EVENTS_SECRET = "whsec_ZXZlbnRzLXNlY3JldC1mb3ItZGItZmF1bHRz"

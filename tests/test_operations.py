@@ -28,8 +28,8 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
 from tests.helpers import INTERNAL, create_order, portone_returns, post_webhook
-from tests.live_server import free_port
 from tests.portone_payloads import STORE_ID, payment_body
+from tests.processes import free_port
 
 API_SECRET = "portone-secret-that-must-not-leak"
 

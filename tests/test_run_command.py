@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live_server import free_port
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

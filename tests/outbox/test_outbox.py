@@ -45,9 +45,9 @@ from tests.helpers import (
     post_webhook,
     transitions,
 )
-from tests.live_server import free_port
 from tests.portone_payloads import STORE_ID
 from tests.problem_details import assert_problem
+from tests.processes import free_port
 
 EVENTS_SECRET = "whsec_" + base64.b64encode(b"order-events-secret-for-the-tests").decode()
 HANG = -1  # a planned answer: keep the request open for HANG_SECONDS, then answer 200

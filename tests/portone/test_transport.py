@@ -21,8 +21,9 @@ import pytest
 from app.portone import client as portone_client
 from app.portone.client import PortOneClient, new_http_client
 from app.portone.errors import PaymentNotFound, PortOneUnavailable
-from tests.live_server import free_port, serving
+from tests.live_server import serving
 from tests.portone_payloads import STORE_ID, payment_body
+from tests.processes import free_port
 
 SECRET = "transport-secret"
 
