@@ -4,7 +4,8 @@ thread hop)."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
@@ -17,54 +18,25 @@ from app.payments.inbox import WebhookInbox
 from app.payments.sync import PaymentSync
 from app.readiness import Health
 from app.refunds.service import Refunds
-from app.services import Services
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def _service(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """The dependency that hands a route one part of what the process shares."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state.services, name)
+
+    return get
 
 
-async def get_settings(request: Request) -> Settings:
-    return _services(request).settings
-
-
-async def get_orders(request: Request) -> Orders:
-    return _services(request).orders
-
-
-async def get_completion(request: Request) -> Completion:
-    return _services(request).completion
-
-
-async def get_inbox(request: Request) -> WebhookInbox:
-    return _services(request).inbox
-
-
-async def get_refunds(request: Request) -> Refunds:
-    return _services(request).refunds
-
-
-async def get_outbox_events(request: Request) -> OutboxEvents:
-    return _services(request).outbox_events
-
-
-async def get_sync(request: Request) -> PaymentSync:
-    return _services(request).sync
-
-
-async def get_health(request: Request) -> Health:
-    return _services(request).health
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-OrdersDep = Annotated[Orders, Depends(get_orders)]
-CompletionDep = Annotated[Completion, Depends(get_completion)]
-InboxDep = Annotated[WebhookInbox, Depends(get_inbox)]
-RefundsDep = Annotated[Refunds, Depends(get_refunds)]
-OutboxEventsDep = Annotated[OutboxEvents, Depends(get_outbox_events)]
-SyncDep = Annotated[PaymentSync, Depends(get_sync)]
-HealthDep = Annotated[Health, Depends(get_health)]
+SettingsDep = Annotated[Settings, Depends(_service("settings"))]
+OrdersDep = Annotated[Orders, Depends(_service("orders"))]
+CompletionDep = Annotated[Completion, Depends(_service("completion"))]
+InboxDep = Annotated[WebhookInbox, Depends(_service("inbox"))]
+RefundsDep = Annotated[Refunds, Depends(_service("refunds"))]
+OutboxEventsDep = Annotated[OutboxEvents, Depends(_service("outbox_events"))]
+SyncDep = Annotated[PaymentSync, Depends(_service("sync"))]
+HealthDep = Annotated[Health, Depends(_service("health"))]
 
 
 async def require_internal_token(
