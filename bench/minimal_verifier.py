@@ -77,6 +77,7 @@ def _timestamp(value: str | None) -> datetime | None:
 class Verifier:
     def __init__(self) -> None:
         self.store_id = os.environ["PORTONE_STORE_ID"]
+        self.store_query = "?storeId=" + quote(self.store_id, safe="")
         self.keys = [
             base64.b64decode(s.strip().removeprefix("whsec_"))
             for s in os.environ["PORTONE_WEBHOOK_SECRETS"].split(",")
@@ -101,7 +102,9 @@ class Verifier:
         await self.pool.close()
 
     async def fetch(self, payment_id: str) -> dict[str, Any]:
-        response = await self.http.get("payments/" + quote(payment_id, safe=""))
+        # storeId on every read, as SPEC.md asks of the service too.
+        path = "payments/" + quote(payment_id, safe="") + self.store_query
+        response = await self.http.get(path)
         if response.status_code != 200:
             raise Problem(503, "PORTONE_UNAVAILABLE", f"PortOne answered {response.status_code}")
         payment: dict[str, Any] = response.json()

@@ -7,7 +7,7 @@ at import. Functions take the asyncpg connection of the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,7 +124,13 @@ def _state_of(order: Order) -> dict[str, Any]:
 
 
 def _entry_of(entry: HistoryEntry) -> dict[str, Any]:
-    return {f"entry_{key}": value for key, value in asdict(entry).items()}
+    return {
+        "entry_source": entry.source,
+        "entry_portone_status": entry.portone_status,
+        "entry_from_status": entry.from_status,
+        "entry_to_status": entry.to_status,
+        "entry_detail": entry.detail,
+    }
 
 
 async def find_by_payment_id(db: asyncpg.Connection, payment_id: str) -> Order | None:

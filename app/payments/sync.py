@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from app import logs, metrics
 from app.db import Database
@@ -157,30 +158,28 @@ class PaymentSync:
 
     def _applied(self, order: Order, payment: Payment, decision: Decision) -> Order:
         """The order as the decision leaves it (written only if anything differs)."""
-        order = replace(
-            order,
-            status=decision.to_status,
-            portone_status=payment.status,
-            status_changed_at=payment.status_changed_at or order.status_changed_at,
-            refunded_amount=payment.amount.cancelled,
-        )
+        changes: dict[str, Any] = {
+            "status": decision.to_status,
+            "portone_status": payment.status,
+            "status_changed_at": payment.status_changed_at or order.status_changed_at,
+            "refunded_amount": payment.amount.cancelled,
+        }
         if decision.rejection is not None:
-            owed = CompensationStatus.OWED if self._auto_cancel else CompensationStatus.DISABLED
-            return replace(order, rejection_reason=decision.rejection, compensation_status=owed)
-        if order.status in PAID_STATUSES:
-            order = replace(
-                order, paid_at=payment.paid_at or order.paid_at, paid_amount=payment.amount.paid
+            changes["rejection_reason"] = decision.rejection
+            changes["compensation_status"] = (
+                CompensationStatus.OWED if self._auto_cancel else CompensationStatus.DISABLED
             )
+            return replace(order, **changes)
+        if decision.to_status in PAID_STATUSES:
+            changes["paid_at"] = payment.paid_at or order.paid_at
+            changes["paid_amount"] = payment.amount.paid
         method = payment.method
         if method is not None and method.is_virtual_account and method.account_number:
-            order = replace(
-                order,
-                va_bank=method.bank,
-                va_account_number=method.account_number,
-                va_remittee_name=method.remittee_name,
-                va_expires_at=method.expired_at,
-            )
-        return order
+            changes["va_bank"] = method.bank
+            changes["va_account_number"] = method.account_number
+            changes["va_remittee_name"] = method.remittee_name
+            changes["va_expires_at"] = method.expired_at
+        return replace(order, **changes)
 
 
 def _entry(

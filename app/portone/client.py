@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import stamina
@@ -95,12 +95,14 @@ class PortOneClient:
         self._http = http
         self._store_id = store_id
         self._store = {"storeId": store_id}
+        # Written into the path once: httpx merges a `params` mapping anew on every call.
+        self._store_query = "?" + urlencode(self._store)
         self._observe = observe
 
     async def get_payment(self, payment_id: str) -> Payment:
         # storeId on every read: an agency's or a multi-store secret has no store of its own.
-        path = payment_path(payment_id)
-        response = await self._read("get_payment", "GET", path, params=self._store)
+        path = payment_path(payment_id) + self._store_query
+        response = await self._read("get_payment", "GET", path)
         return _parse(response, Payment)
 
     async def list_payments(self, body: dict[str, Any]) -> PaymentPage:
