@@ -25,6 +25,10 @@ def is_utf8(value: str) -> bool:
     return True
 
 
+def is_storable(value: str) -> bool:
+    return "\x00" not in value and is_utf8(value)
+
+
 def storable_json(value: Any) -> Any:
     """The same for every key and string of a JSON value; and no NaN or infinity."""
     if isinstance(value, str):

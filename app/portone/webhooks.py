@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.text import is_utf8
+from app.text import is_storable
 
 MAX_DEPTH = 32  # PortOne's bodies nest three deep
 
@@ -37,7 +37,7 @@ def parse_event(body: bytes) -> WebhookEvent:
     if "payment_id" in payload:
         payment_id = _text(payload, "payment_id")
         status = payload.get("status")
-        readable = isinstance(status, str) and len(status) <= 60 and _storable(status)
+        readable = isinstance(status, str) and len(status) <= 60 and is_storable(status)
         return WebhookEvent(
             f"Transaction.{status}" if readable else "Transaction", payment_id, None
         )
@@ -88,7 +88,7 @@ def _nests_too_deep(text: str) -> bool:
 
 def _current(payload: dict[str, object]) -> WebhookEvent:
     kind = payload["type"]
-    if not isinstance(kind, str) or not 0 < len(kind) <= 100 or not _storable(kind):
+    if not isinstance(kind, str) or not 0 < len(kind) <= 100 or not is_storable(kind):
         raise InvalidPayload("type must be a string of 1 to 100 characters")
     data = payload.get("data")
     if not kind.startswith("Transaction."):
@@ -103,11 +103,6 @@ def _current(payload: dict[str, object]) -> WebhookEvent:
 
 def _text(data: dict[str, object], key: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= 200 or not _storable(value):
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not is_storable(value):
         raise InvalidPayload(f"{key} must be a string of 1 to 200 characters")
     return value
-
-
-def _storable(value: str) -> bool:
-    """No NUL and no lone surrogate: what a database can keep and look up."""
-    return "\x00" not in value and is_utf8(value)
