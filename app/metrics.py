@@ -63,9 +63,15 @@ reconciler_repairs = Counter(
     "Orders whose status a reconciler pass changed: what the browser and webhooks missed.",
     registry=REGISTRY,
 )
+refunds_failed = Counter(
+    "refunds_failed_total",
+    "Refunds that ended FAILED: PortOne refused them, or settled their cancellation FAILED.",
+    registry=REGISTRY,
+)
 compensations_owed = Gauge(
     "compensations_owed",
-    "Rejected payments whose cancellation PortOne has not confirmed yet.",
+    "Rejected payments whose cancellation PortOne has not shown done yet: owed (again, "
+    "after a FAILED cancellation) or held REQUESTED.",
     multiprocess_mode="mostrecent",  # read from the database at each scrape, by any worker
     registry=REGISTRY,
 )

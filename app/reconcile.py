@@ -1,12 +1,15 @@
 """The reconciler: catches whatever the browser's call and the webhooks missed.
 
-One pass, run by one replica at a time (a Postgres advisory lock):
+One pass, run by one replica at a time (a Postgres advisory lock), with bounded work so a
+backlog spreads over passes and nothing is skipped:
 
-1. re-fetch every order still PENDING (older than a minute, younger than a week),
-   every AWAITING_DEPOSIT order, and every payment whose webhook failed;
-2. read PortOne's list of payments whose status changed since the last pass, which
-   catches cancellations made in PortOne's console;
-3. retry every compensation still owed.
+1. re-fetch the orders still open (PENDING between a minute and a week old, and every
+   AWAITING_DEPOSIT: one whose virtual account expired over a day ago once an hour),
+   those seen least recently first; and every payment with a failed webhook, a
+   compensation PortOne holds REQUESTED, or a refund PortOne has not settled;
+2. read PortOne's list of payments whose status changed since the last pass (console
+   cancellations), page by page from where the last pass stopped;
+3. retry the compensations owed and due.
 
 Everything is applied through `PaymentSync`, like the endpoints do.
 """
@@ -34,6 +37,7 @@ from app.payments.tables import reconciler_checkpoints as checkpoints
 from app.portone.client import PortOneClient
 from app.portone.errors import PaymentNotFound, PortOneError
 from app.portone.models import Payment
+from app.refunds import store as refunds
 from app.times import rfc3339, utc_now
 
 logger = logging.getLogger(__name__)
@@ -42,19 +46,30 @@ LOCK_KEY = 0x706F72746F6E65  # "portone"
 CONCURRENCY = 8
 PENDING_MIN_AGE = timedelta(minutes=1)
 PENDING_MAX_AGE = timedelta(days=7)
+LONG_EXPIRED = timedelta(days=1)  # a virtual account expired this long ago …
+LONG_EXPIRED_EVERY = timedelta(hours=1)  # … is looked at this often
+ORDERS_PER_PASS = 1_000
 FIRST_LOOKBACK = timedelta(days=1)
 CHANGES_OVERLAP = timedelta(minutes=5)  # PortOne's clock and ours may disagree a little
 PAGE_SIZE = 100
-MAX_PAGES = 100
+PAGES_PER_PASS = 20
 CHECKPOINT = "payments-changed"
 
 _by_name = checkpoints.c.name == bindparam("name", type_=String)
-READ_CHECKPOINT = Query(select(checkpoints.c.changed_until).where(_by_name))
-_until = bindparam("changed_until", type_=checkpoints.c.changed_until.type)
+READ_CHECKPOINT = Query(select(checkpoints).where(_by_name))
+_saved = {
+    column.key: bindparam(column.key, type_=column.type)
+    for column in (
+        checkpoints.c.changed_until,
+        checkpoints.c.resume_from,
+        checkpoints.c.window_until,
+        checkpoints.c.resume_page,
+    )
+}
 SAVE_CHECKPOINT = Query(
     insert(checkpoints)
-    .values(name=bindparam("name", type_=String), changed_until=_until)
-    .on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"changed_until": _until})
+    .values(name=bindparam("name", type_=String), **_saved)
+    .on_conflict_do_update(index_elements=[checkpoints.c.name], set_=_saved)
 )
 
 
@@ -69,6 +84,17 @@ class PassSummary:
     @property
     def ok(self) -> bool:
         return self.failed == 0
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """PortOne's changed payments are read up to `changed_until`; a window being read over
+    several passes resumes at `resume_from` (its page `resume_page`) until `window_until`."""
+
+    changed_until: datetime
+    resume_from: datetime | None = None
+    window_until: datetime | None = None
+    resume_page: int = 0
 
 
 class Reconciler:
@@ -105,20 +131,31 @@ class Reconciler:
 
     async def _unsettled_payment_ids(self) -> list[str]:
         async with self._database.connect() as db:
-            orders = await store.unsettled_payment_ids(
-                db, pending_min_age=PENDING_MIN_AGE, pending_max_age=PENDING_MAX_AGE
-            )
-            webhooks = await inbox.unprocessed_payment_ids(db)
-        return list(dict.fromkeys([*orders, *webhooks]))
+            found = [
+                *await store.unsettled_payment_ids(
+                    db,
+                    pending_min_age=PENDING_MIN_AGE,
+                    pending_max_age=PENDING_MAX_AGE,
+                    long_expired=LONG_EXPIRED,
+                    long_expired_every=LONG_EXPIRED_EVERY,
+                    limit=ORDERS_PER_PASS,
+                ),
+                *await inbox.unprocessed_payment_ids(db),
+                *await store.held_compensation_payment_ids(db),
+                *await refunds.unsettled_payment_ids(db, ORDERS_PER_PASS),
+            ]
+        return list(dict.fromkeys(found))
 
     async def _refetch(self, payment_ids: Iterable[str], summary: PassSummary) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)
+        looked_at: list[str] = []
 
         async def one(payment_id: str) -> None:
             async with limit:
                 if self._stopping.is_set():
                     return
                 summary.checked += 1
+                looked_at.append(payment_id)
                 try:
                     observation = await self._sync.sync(payment_id, Source.RECONCILE)
                 except PaymentNotFound:
@@ -131,9 +168,11 @@ class Reconciler:
                 await self._settle_deliveries(payment_id)
 
         await asyncio.gather(*(one(payment_id) for payment_id in payment_ids))
+        async with self._database.connect() as db:
+            await store.mark_reconciled(db, looked_at)
 
     async def _compensate(self, summary: PassSummary) -> None:
-        for order_id in await self._compensator.owed_order_ids():
+        for order_id in await self._compensator.due():
             if self._stopping.is_set():
                 return
             with logs.bound(order_id=order_id):
@@ -144,25 +183,32 @@ class Reconciler:
             await inbox.settle_deliveries(db, payment_id)
 
     async def _read_changes(self, summary: PassSummary) -> None:
-        """Apply PortOne's list of payments whose status changed since the last pass."""
-        until = utc_now()
-        since = await self._checkpoint(until) - CHANGES_OVERLAP
-        for number in range(MAX_PAGES):
+        """Apply PortOne's list of payments whose status changed, in the order they
+        changed: a page at a time, each pass going on from where the last one stopped."""
+        checkpoint = await self._checkpoint()
+        if checkpoint.window_until is None:  # a new window: since the last one, to now
+            checkpoint = Checkpoint(
+                checkpoint.changed_until,
+                resume_from=checkpoint.changed_until - CHANGES_OVERLAP,
+                window_until=utc_now(),
+            )
+        for _ in range(PAGES_PER_PASS):
             if self._stopping.is_set():
                 return
             try:
-                page = await self._portone.list_payments(
-                    _changes_query(self._store_id, since, until, number)
-                )
+                page = await self._portone.list_payments(_changes_query(self._store_id, checkpoint))
             except Exception as exc:
                 _failed(summary, exc, "reading PortOne's changed payments failed")
                 return
             if page.unreadable:
                 logger.warning("%d of PortOne's changed payments were unreadable", page.unreadable)
             await self._apply_changes(page.items, summary)
-            if not page.items or (number + 1) * PAGE_SIZE >= page.page.total_count:
-                break
-        await self._save_checkpoint(until)
+            checkpoint = _after(
+                checkpoint, page.items, full=page.unreadable + len(page.items) >= PAGE_SIZE
+            )
+            await self._save(checkpoint)
+            if checkpoint.window_until is None:
+                return
 
     async def _apply_changes(self, payments: list[Payment], summary: PassSummary) -> None:
         by_id = {payment.id: payment for payment in payments}
@@ -181,14 +227,50 @@ class Reconciler:
                 continue
             summary.changed += observation.changed
 
-    async def _checkpoint(self, now: datetime) -> datetime:
+    async def _checkpoint(self) -> Checkpoint:
         async with self._database.connect() as db:
-            saved: datetime | None = await READ_CHECKPOINT.value(db, name=CHECKPOINT)
-        return saved or now - FIRST_LOOKBACK
+            saved = await READ_CHECKPOINT.row(db, name=CHECKPOINT)
+        if saved is None:
+            return Checkpoint(utc_now() - FIRST_LOOKBACK)
+        return Checkpoint(
+            saved["changed_until"],
+            saved["resume_from"],
+            saved["window_until"],
+            saved["resume_page"],
+        )
 
-    async def _save_checkpoint(self, until: datetime) -> None:
+    async def _save(self, checkpoint: Checkpoint) -> None:
         async with self._database.connect() as db:
-            await SAVE_CHECKPOINT.run(db, name=CHECKPOINT, changed_until=until)
+            await SAVE_CHECKPOINT.run(
+                db,
+                name=CHECKPOINT,
+                changed_until=checkpoint.changed_until,
+                resume_from=checkpoint.resume_from,
+                window_until=checkpoint.window_until,
+                resume_page=checkpoint.resume_page,
+            )
+
+
+def _after(checkpoint: Checkpoint, items: list[Payment], *, full: bool) -> Checkpoint:
+    """Where reading goes on after a page: the window is done after a page that is not
+    full; otherwise from the last change read (the page, sorted by change, ends there).
+
+    Only when a whole page changed at the same instant does the page number move on:
+    PortOne pages by number, and a payment that changes again while a window is read
+    leaves it, which would shift later pages under a number.
+    """
+    assert checkpoint.window_until is not None
+    if not full:
+        return Checkpoint(checkpoint.window_until)
+    last = max((p.status_changed_at for p in items if p.status_changed_at), default=None)
+    if last is None or last == checkpoint.resume_from:
+        return Checkpoint(
+            checkpoint.changed_until,
+            checkpoint.resume_from,
+            checkpoint.window_until,
+            checkpoint.resume_page + 1,
+        )
+    return Checkpoint(checkpoint.changed_until, last, checkpoint.window_until, 0)
 
 
 def _failed(summary: PassSummary, exc: Exception, message: str, *args: object) -> None:
@@ -201,13 +283,17 @@ def _failed(summary: PassSummary, exc: Exception, message: str, *args: object) -
         logger.exception(message, *args)
 
 
-def _changes_query(store_id: str, since: datetime, until: datetime, page: int) -> dict[str, Any]:
+def _changes_query(store_id: str, checkpoint: Checkpoint) -> dict[str, Any]:
+    assert checkpoint.resume_from is not None
+    assert checkpoint.window_until is not None
     return {
-        "page": {"number": page, "size": PAGE_SIZE},
+        "page": {"number": checkpoint.resume_page, "size": PAGE_SIZE},
         "filter": {
             "storeId": store_id,
             "timestampType": "STATUS_CHANGED_AT",
-            "from": rfc3339(since),
-            "until": rfc3339(until),
+            "from": rfc3339(checkpoint.resume_from),
+            "until": rfc3339(checkpoint.window_until),
+            "sortBy": "STATUS_CHANGED_AT",
+            "sortOrder": "ASC",
         },
     }

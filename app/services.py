@@ -30,6 +30,7 @@ from app.portone.client import PortOneClient, new_http_client
 from app.readiness import Health
 from app.reconcile import Reconciler
 from app.refunds.service import Refunds
+from app.refunds.settlement import Settlement
 from app.standard_webhooks import decode_secret
 
 
@@ -85,13 +86,16 @@ async def open_services(
         database = Database(engine)
         portone = PortOneClient(http, store_id=settings.store_id, observe=metrics.observe_portone)
         compensator = Compensator(database, portone)
+        outbox = Outbox(settings) if settings.order_events_url else None
+        settlement = Settlement(database, outbox)
         sync = PaymentSync(
             database,
             portone,
             Policy(settings.store_id, settings.accept_test_payments),
             auto_cancel=settings.auto_cancel_on_mismatch,
             on_compensation_owed=compensator.compensate,
-            outbox=Outbox(settings) if settings.order_events_url else None,
+            on_applied=settlement.settle,
+            outbox=outbox,
         )
         yield Services(
             settings=settings,
@@ -110,7 +114,7 @@ async def open_services(
                 store_id=settings.store_id,
                 tolerance_seconds=settings.webhook_tolerance_seconds,
             ),
-            refunds=Refunds(database, portone, sync),
+            refunds=Refunds(database, portone, sync, settlement),
             outbox_events=OutboxEvents(database),
             health=Health(database, migration_head()),
         )

@@ -116,3 +116,12 @@ def portone_cancels(
     return portone.post(f"/payments/{payment_id}/cancel").respond(
         200, json={"cancellation": cancellation}
     )
+
+
+async def after_backoff(db: asyncpg.Connection, order_id: str) -> None:
+    """The time an owed compensation waits before its next attempt, gone by."""
+    await db.execute(
+        "UPDATE orders SET compensation_next_attempt_at = now() - interval '1 second'"
+        " WHERE id = $1",
+        order_id,
+    )

@@ -19,4 +19,6 @@ from app.refunds.tables import refunds
     ("table", "kind"), [(orders, Order), (outbox_events, OutboxEvent), (refunds, Refund)]
 )
 def test_a_rows_type_has_a_field_per_column_of_its_table(table: Table, kind: type) -> None:
-    assert [f.name for f in fields(kind)] == [column.key for column in table.c]
+    read_with_it = {"refunds"} if kind is Order else set()  # listed from its own table
+    names = [f.name for f in fields(kind) if f.name not in read_with_it]
+    assert names == [column.key for column in table.c]

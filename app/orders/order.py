@@ -11,7 +11,8 @@ import asyncpg
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """Fields are the columns of `app.orders.tables.orders`, by key (a test holds them equal)."""
+    """Fields are the columns of `app.orders.tables.orders`, by key, and its refunds (a test
+    holds them equal)."""
 
     id: str
     payment_id: str
@@ -33,11 +34,18 @@ class Order:
     metadata: dict[str, Any]
     idempotency_key: str | None
     request_hash: str | None
+    disputes: list[dict[str, Any]]
     compensation_status: str | None
     compensation_lease_until: datetime | None
+    compensation_cancellation_id: str | None
+    compensation_attempts: int
+    compensation_next_attempt_at: datetime | None
+    reconciled_at: datetime | None
     created_at: datetime
     updated_at: datetime
     version: int  # the row version (xmin) it was read at
+    # Not a column: its refunds as the API lists them, read with it (`app.refunds.store`).
+    refunds: list[dict[str, Any]]
 
     @classmethod
     def of(cls, record: asyncpg.Record) -> Order:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, field_validator
 
@@ -12,6 +12,7 @@ from app.config import Settings
 from app.orders.order import Order
 from app.schemas import ApiModel, StrictApiModel
 from app.text import Text, storable_json
+from app.times import Instant
 
 MAX_METADATA_BYTES = 16_384
 
@@ -48,6 +49,26 @@ class VirtualAccount(ApiModel):
     expires_at: datetime | None
 
 
+class RefundOut(ApiModel):
+    """A refund asked through this service; REQUESTED until PortOne settles it."""
+
+    refund_id: str
+    amount: int
+    reason: str
+    status: Literal["REQUESTED", "SUCCEEDED", "FAILED"]
+    requested_at: Instant
+    settled_at: Instant | None
+
+
+class DisputeOut(ApiModel):
+    """A chargeback or dispute at the card company, as PortOne reports it."""
+
+    status: str  # UNRESOLVED, RESOLVED (PortOne may add more)
+    reason: str | None
+    created_at: Instant | None
+    resolved_at: Instant | None
+
+
 class Checkout(ApiModel):
     """Exactly the parameters the browser passes to `PortOne.requestPayment`."""
 
@@ -72,6 +93,8 @@ class OrderOut(ApiModel):
     rejection_reason: str | None
     customer: dict[str, Any] | None
     metadata: dict[str, Any]
+    refunds: list[RefundOut]
+    disputes: list[DisputeOut]
     checkout: Checkout
     created_at: datetime
     updated_at: datetime
@@ -99,6 +122,8 @@ class OrderOut(ApiModel):
             rejection_reason=order.rejection_reason,
             customer=order.customer,
             metadata=order.metadata,
+            refunds=[RefundOut.model_validate(refund) for refund in order.refunds],
+            disputes=[DisputeOut.model_validate(dispute) for dispute in order.disputes],
             checkout=Checkout(
                 store_id=settings.store_id,
                 channel_key=settings.portone_channel_key,

@@ -16,6 +16,9 @@ class OrderStatus(StrEnum):
 
 
 class CompensationStatus(StrEnum):
-    OWED = "OWED"
+    """Undoing a rejected payment at PortOne: owed until PortOne shows it done."""
+
+    OWED = "OWED"  # to be sent (again, after a FAILED cancellation, with backoff)
+    REQUESTED = "REQUESTED"  # PortOne holds a REQUESTED cancellation; never sent twice
     DONE = "DONE"
     DISABLED = "DISABLED"  # AUTO_CANCEL_ON_MISMATCH=false: left to a human

@@ -7,13 +7,14 @@ at import. Functions take the asyncpg connection of the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Interval,
     String,
     and_,
@@ -30,13 +31,17 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql import column, table
 
-from app.db import Query
+from app.db import Query, one_of
 from app.orders.order import HistoryEntry, Order
 from app.orders.status import CompensationStatus, OrderStatus
 from app.orders.tables import order_history, orders
+from app.refunds import store as refunds
 
-# The columns as `Order`'s fields (the row version is `xmin` in SQL).
-ORDER = [c if c.key == c.name else c.label(c.key) for c in orders.c]
+# The columns as `Order`'s fields (the row version is `xmin` in SQL), and its refunds.
+ORDER = [
+    *(c if c.key == c.name else c.label(c.key) for c in orders.c),
+    refunds.listed(orders.c.id).label("refunds"),
+]
 # What the payment path decides: the rest of an order is fixed at its creation.
 PAYMENT_STATE = (
     orders.c.status,
@@ -50,7 +55,10 @@ PAYMENT_STATE = (
     orders.c.va_account_number,
     orders.c.va_remittee_name,
     orders.c.va_expires_at,
+    orders.c.disputes,
     orders.c.compensation_status,
+    orders.c.compensation_cancellation_id,
+    orders.c.compensation_next_attempt_at,
 )
 ENTRY = (
     order_history.c.source,
@@ -268,17 +276,31 @@ def _write_horizon() -> ColumnElement[datetime]:
 # -- the reconciler's view --------------------------------------------------------------
 
 _now = func.now()
+_recently_expired = or_(
+    orders.c.va_expires_at.is_(None),
+    orders.c.va_expires_at > _now - bindparam("long_expired", type_=Interval),
+    orders.c.reconciled_at.is_(None),
+    orders.c.reconciled_at < _now - bindparam("long_expired_every", type_=Interval),
+)
 UNSETTLED = Query(
-    select(orders.c.payment_id).where(
+    select(orders.c.payment_id)
+    .where(
         or_(
             and_(
                 orders.c.status == OrderStatus.PENDING,
                 orders.c.created_at < _now - bindparam("pending_min_age", type_=Interval),
                 orders.c.created_at > _now - bindparam("pending_max_age", type_=Interval),
             ),
-            orders.c.status == OrderStatus.AWAITING_DEPOSIT,
+            and_(orders.c.status == OrderStatus.AWAITING_DEPOSIT, _recently_expired),
         )
     )
+    .order_by(orders.c.reconciled_at.asc().nulls_first(), orders.c.created_at)
+    .limit(bindparam("limit", type_=Integer))
+)
+MARK_RECONCILED = Query(
+    update(orders)
+    .where(orders.c.payment_id == any_(bindparam("payment_ids", type_=ARRAY(String))))
+    .values(reconciled_at=_now)
 )
 APPLIED = Query(
     select(orders.c.payment_id, orders.c.portone_status, orders.c.status_changed_at).where(
@@ -288,13 +310,31 @@ APPLIED = Query(
 
 
 async def unsettled_payment_ids(
-    db: asyncpg.Connection, *, pending_min_age: timedelta, pending_max_age: timedelta
+    db: asyncpg.Connection,
+    *,
+    pending_min_age: timedelta,
+    pending_max_age: timedelta,
+    long_expired: timedelta,
+    long_expired_every: timedelta,
+    limit: int,
 ) -> list[str]:
-    """Orders the reconciler re-reads: PENDING within the age window, AWAITING_DEPOSIT."""
+    """Orders the reconciler re-reads, least recently looked at first: PENDING within the
+    age window, and AWAITING_DEPOSIT (one whose virtual account expired `long_expired`
+    ago only every `long_expired_every`)."""
     rows = await UNSETTLED.rows(
-        db, pending_min_age=pending_min_age, pending_max_age=pending_max_age
+        db,
+        pending_min_age=pending_min_age,
+        pending_max_age=pending_max_age,
+        long_expired=long_expired,
+        long_expired_every=long_expired_every,
+        limit=limit,
     )
     return [row["payment_id"] for row in rows]
+
+
+async def mark_reconciled(db: asyncpg.Connection, payment_ids: Sequence[str]) -> None:
+    """The reconciler has just looked at these (its own mark: not a change of the order)."""
+    await MARK_RECONCILED.run(db, payment_ids=list(payment_ids))
 
 
 async def applied_snapshots(
@@ -307,25 +347,37 @@ async def applied_snapshots(
 
 # -- compensation -----------------------------------------------------------------------
 
-OWED = Query(select(orders.c.id).where(orders.c.compensation_status == CompensationStatus.OWED))
+_lease_free = or_(
+    orders.c.compensation_lease_until.is_(None), orders.c.compensation_lease_until < _now
+)
+DUE_COMPENSATIONS = Query(
+    select(orders.c.id).where(
+        orders.c.compensation_status == CompensationStatus.OWED,
+        _lease_free,
+        or_(
+            orders.c.compensation_next_attempt_at.is_(None),
+            orders.c.compensation_next_attempt_at <= _now,
+        ),
+    )
+)
 COUNT_OWED = Query(
-    select(func.count()).where(orders.c.compensation_status == CompensationStatus.OWED)
+    select(func.count()).where(
+        one_of(
+            orders.c.compensation_status, [CompensationStatus.OWED, CompensationStatus.REQUESTED]
+        )
+    )
+)
+HELD_COMPENSATIONS = Query(
+    select(orders.c.payment_id).where(orders.c.compensation_status == CompensationStatus.REQUESTED)
 )
 CLAIM_COMPENSATION = Query(
     update(orders)
-    .where(
-        _by_id(),
-        orders.c.compensation_status == CompensationStatus.OWED,
-        or_(
-            orders.c.compensation_lease_until.is_(None),
-            orders.c.compensation_lease_until < _now,
-        ),
-    )
+    .where(_by_id(), orders.c.compensation_status == CompensationStatus.OWED, _lease_free)
     .values(
         compensation_lease_until=_now + bindparam("lease", type_=Interval),
-        updated_at=func.clock_timestamp(),
+        compensation_attempts=orders.c.compensation_attempts + 1,
     )
-    .returning(orders.c.payment_id, orders.c.rejection_reason)
+    .returning(orders.c.payment_id, orders.c.rejection_reason, orders.c.compensation_attempts)
 )
 END_COMPENSATION = Query(
     update(orders)
@@ -333,34 +385,62 @@ END_COMPENSATION = Query(
     .values(
         compensation_lease_until=None,
         compensation_status=bindparam("compensation_status", type_=String),
-        updated_at=func.clock_timestamp(),
+        compensation_cancellation_id=bindparam("cancellation_id", type_=String),
+        compensation_next_attempt_at=bindparam(
+            "next_attempt_at", type_=orders.c.compensation_next_attempt_at.type
+        ),
     )
     .returning(orders.c.status)
 )
 
 
-async def owed_compensations(db: asyncpg.Connection) -> list[str]:
-    return [row["id"] for row in await OWED.rows(db)]
+@dataclass(frozen=True)
+class ClaimedCompensation:
+    payment_id: str
+    reason: str
+    attempts: int  # this one included
+
+
+async def due_compensations(db: asyncpg.Connection) -> list[str]:
+    return [row["id"] for row in await DUE_COMPENSATIONS.rows(db)]
 
 
 async def count_owed_compensations(db: asyncpg.Connection) -> int:
+    """Compensations PortOne has not shown done: owed, or held REQUESTED."""
     count: int = await COUNT_OWED.value(db)
     return count
 
 
+async def held_compensation_payment_ids(db: asyncpg.Connection) -> list[str]:
+    return [row["payment_id"] for row in await HELD_COMPENSATIONS.rows(db)]
+
+
 async def claim_compensation(
     db: asyncpg.Connection, order_id: str, lease: timedelta
-) -> tuple[str, str] | None:
-    """(paymentId, rejection reason) of an owed compensation nobody else holds, leased."""
+) -> ClaimedCompensation | None:
+    """An owed compensation nobody else holds, leased to the caller."""
     row = await CLAIM_COMPENSATION.row(db, order_id=order_id, lease=lease)
-    return None if row is None else (row["payment_id"], row["rejection_reason"] or "UNKNOWN")
+    if row is None:
+        return None
+    return ClaimedCompensation(
+        row["payment_id"], row["rejection_reason"] or "UNKNOWN", row["compensation_attempts"]
+    )
 
 
 async def end_compensation_attempt(
-    db: asyncpg.Connection, order_id: str, compensation_status: str
+    db: asyncpg.Connection,
+    order_id: str,
+    compensation_status: str,
+    *,
+    cancellation_id: str | None,
+    next_attempt_at: datetime | None,
 ) -> str:
     """Release the lease with the attempt's outcome; the order's status."""
     status: str = await END_COMPENSATION.value(
-        db, order_id=order_id, compensation_status=compensation_status
+        db,
+        order_id=order_id,
+        compensation_status=compensation_status,
+        cancellation_id=cancellation_id,
+        next_attempt_at=next_attempt_at,
     )
     return status

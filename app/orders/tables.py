@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     String,
     Table,
     Text,
@@ -52,8 +53,16 @@ orders = Table(
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("idempotency_key", String(255), unique=True),
     Column("request_hash", String(64)),
+    # Mirrors PortOne's `disputes` of the payment, as the API shows them.
+    Column("disputes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("compensation_status", String(16), index=True),
     Column("compensation_lease_until", DateTime(timezone=True)),
+    # The cancellation PortOne holds REQUESTED for this compensation (not sent again).
+    Column("compensation_cancellation_id", Text),
+    Column("compensation_attempts", Integer, nullable=False, server_default="0"),
+    Column("compensation_next_attempt_at", DateTime(timezone=True)),
+    # The reconciler's last look, so each pass starts with what it saw least recently.
+    Column("reconciled_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # The clock at the write, not the transaction's start: the order feed pages by it.
     Column(

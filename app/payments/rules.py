@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from app.orders.status import OrderStatus
-from app.portone.models import Payment, PaymentStatus
+from app.orders.status import CompensationStatus, OrderStatus
+from app.portone.models import CancellationStatus, Payment, PaymentStatus
 
 S = OrderStatus
 P = PaymentStatus
@@ -114,3 +114,22 @@ def _describe(payment: Payment) -> str:
     if amount.cancelled:
         text += f", {amount.cancelled} cancelled"
     return text
+
+
+def settle_compensation(
+    status: str | None, held: str | None, payment: Payment
+) -> tuple[CompensationStatus, str] | None:
+    """A compensation PortOne held REQUESTED, once PortOne has settled it: its new status
+    and why; None while it is not settled (or none is held)."""
+    if status != CompensationStatus.REQUESTED:
+        return None
+    if payment.status == P.CANCELLED:
+        return CompensationStatus.DONE, "PortOne shows the payment cancelled"
+    cancellation = payment.cancellation(held) if held else None
+    if cancellation is None:
+        return None
+    if cancellation.status == CancellationStatus.SUCCEEDED:
+        return CompensationStatus.DONE, f"PortOne's cancellation {held} SUCCEEDED"
+    if cancellation.status == CancellationStatus.FAILED:
+        return CompensationStatus.OWED, f"PortOne's cancellation {held} FAILED; owed again"
+    return None

@@ -25,7 +25,8 @@ from app.orders import store
 from app.orders.order import HistoryEntry, Order
 from app.orders.status import CompensationStatus, OrderStatus
 from app.outbox.writer import Outbox
-from app.payments.rules import Decision, OrderTerms, Policy, decide
+from app.payments import disputes
+from app.payments.rules import Decision, OrderTerms, Policy, decide, settle_compensation
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
 from app.portone.models import Payment
@@ -46,6 +47,20 @@ class Source(StrEnum):
 
 
 @dataclass(frozen=True)
+class Change:
+    """What one snapshot does to an order: its new state, the history entry's detail, and
+    the order events for the shop."""
+
+    decision: Decision
+    order: Order
+    detail: str
+    events: list[str]
+
+    def entry(self, source: Source, payment: Payment, before: Order) -> HistoryEntry:
+        return HistoryEntry(source, payment.status, before.status, self.order.status, self.detail)
+
+
+@dataclass(frozen=True)
 class Observation:
     """An applied snapshot: the order as committed, and what the snapshot did to it."""
 
@@ -60,6 +75,7 @@ class Observation:
 
 
 CompensationHook = Callable[[str, Payment], Awaitable[object]]
+RefundsHook = Callable[[Order, Payment], Awaitable[object]]
 
 
 class PaymentSync:
@@ -71,13 +87,17 @@ class PaymentSync:
         *,
         auto_cancel: bool,
         on_compensation_owed: CompensationHook | None = None,
+        on_applied: RefundsHook | None = None,
         outbox: Outbox | None = None,
     ) -> None:
+        """`on_compensation_owed` runs the compensation a rejection owes; `on_applied` is
+        told of every applied snapshot (the refunds it may settle)."""
         self._database = database
         self._portone = portone
         self._policy = policy
         self._auto_cancel = auto_cancel
         self._on_compensation_owed = on_compensation_owed
+        self._on_applied = on_applied
         self._outbox = outbox
 
     async def find(self, payment_id: str) -> Order | None:
@@ -111,6 +131,8 @@ class PaymentSync:
         )
         if owed and self._on_compensation_owed is not None:
             await self._on_compensation_owed(order.id, payment)
+        if self._on_applied is not None and not decision.stale:
+            await self._on_applied(order, payment)
         return observation
 
     async def _apply_if_unchanged(
@@ -120,23 +142,24 @@ class PaymentSync:
         one statement instead of BEGIN, lock, update, history, COMMIT. None when another
         writer came first; the locked path then decides again."""
         logs.bind(order_id=seen.id)
-        decision, order = self._decided(seen, payment)
-        entry = _entry(source, payment, seen, order, decision)
-        outbox = self._outbox if order.status != seen.status else None
+        change = self._decided(seen, payment)
+        entry = change.entry(source, payment, seen)
+        outbox = self._outbox if change.events else None
         async with (
             self._database.connect() as db,
-            # The outbox row needs the stored updated_at, so it takes a second statement.
+            # The outbox rows need the stored updated_at, so they take more statements.
             db.transaction() if outbox is not None else nullcontext(),
         ):
-            if order == seen:
-                saved = order if await store.record_if_unchanged(db, seen, entry) else None
+            if change.order == seen:
+                saved = seen if await store.record_if_unchanged(db, seen, entry) else None
             else:
-                saved = await store.save_if_unchanged(db, order, seen.version, entry)
+                saved = await store.save_if_unchanged(db, change.order, seen.version, entry)
             if saved is None:
                 return None
             if outbox is not None:
-                await outbox.add(db, saved)
-        return Observation(saved, payment, decision, seen.status)
+                for event_type in change.events:
+                    await outbox.add(db, saved, event_type)
+        return Observation(saved, payment, change.decision, seen.status)
 
     async def _apply_locked(self, payment_id: str, payment: Payment, source: Source) -> Observation:
         async with self._database.transaction() as db:
@@ -144,17 +167,35 @@ class PaymentSync:
             if before is None:
                 raise OrderNotFound(f"no order has paymentId {payment_id}")
             logs.bind(order_id=before.id)
-            decision, order = self._decided(before, payment)
+            change = self._decided(before, payment)
+            order = change.order
             if order != before:
                 order = await store.save(db, order)
-            if self._outbox is not None and order.status != before.status:
-                await self._outbox.add(db, order)
-            await store.add_history(db, order.id, _entry(source, payment, before, order, decision))
-        return Observation(order, payment, decision, before.status)
+            if self._outbox is not None:
+                for event_type in change.events:
+                    await self._outbox.add(db, order, event_type)
+            await store.add_history(db, order.id, change.entry(source, payment, before))
+        return Observation(order, payment, change.decision, before.status)
 
-    def _decided(self, before: Order, payment: Payment) -> tuple[Decision, Order]:
+    def _decided(self, before: Order, payment: Payment) -> Change:
         decision = decide(payment, _terms(before), self._policy)
-        return decision, before if decision.stale else self._applied(before, payment, decision)
+        if decision.stale:
+            return Change(decision, before, decision.detail, [])
+        order = self._applied(before, payment, decision)
+        notes, events = [decision.detail], []
+        if order.status != before.status:
+            events.append(f"order.{order.status.lower()}")
+        settled = settle_compensation(
+            order.compensation_status, order.compensation_cancellation_id, payment
+        )
+        if settled is not None:
+            compensation, note = settled
+            order = replace(order, compensation_status=compensation)
+            notes.append(f"compensation {compensation}: {note}")
+        if disputed := disputes.changes(before.disputes, order.disputes):
+            events += disputed
+            notes.append(disputes.describe(disputed, order.disputes))
+        return Change(decision, order, "; ".join(notes), events)
 
     def _applied(self, order: Order, payment: Payment, decision: Decision) -> Order:
         """The order as the decision leaves it (written only if anything differs)."""
@@ -164,6 +205,8 @@ class PaymentSync:
             "status_changed_at": payment.status_changed_at or order.status_changed_at,
             "refunded_amount": payment.amount.cancelled,
         }
+        if payment.disputes or order.disputes:
+            changes["disputes"] = disputes.mirrored(payment)
         if decision.rejection is not None:
             changes["rejection_reason"] = decision.rejection
             changes["compensation_status"] = (
@@ -180,12 +223,6 @@ class PaymentSync:
             changes["va_remittee_name"] = method.remittee_name
             changes["va_expires_at"] = method.expired_at
         return replace(order, **changes)
-
-
-def _entry(
-    source: Source, payment: Payment, before: Order, after: Order, decision: Decision
-) -> HistoryEntry:
-    return HistoryEntry(source, payment.status, before.status, after.status, decision.detail)
 
 
 def _terms(order: Order) -> OrderTerms:

@@ -33,10 +33,15 @@ webhook_deliveries = Table(
     Column("processed_at", DateTime(timezone=True)),
 )
 
-# Up to when PortOne's list of changed payments has been read.
+# How far PortOne's list of changed payments has been read: everything that changed
+# before `changed_until`; and, while a window is being read over several passes, where
+# the next page starts.
 reconciler_checkpoints = Table(
     "reconciler_checkpoints",
     metadata,
     Column("name", String(40), primary_key=True),
     Column("changed_until", DateTime(timezone=True), nullable=False),
+    Column("resume_from", DateTime(timezone=True)),
+    Column("window_until", DateTime(timezone=True)),
+    Column("resume_page", Integer, nullable=False, server_default="0"),
 )

@@ -35,6 +35,8 @@ class Refund:
     outcome: str | None
     created_at: datetime
     updated_at: datetime
+    cancellation_id: str | None
+    settled_at: datetime | None
 
     @classmethod
     def of(cls, record: asyncpg.Record) -> Refund:

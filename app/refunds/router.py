@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response, status
 
 from app.deps import IdempotencyKey, RefundsDep, SettingsDep, require_internal_token
 from app.errors import (
@@ -25,25 +25,36 @@ router = APIRouter(tags=["orders"], dependencies=[Depends(require_internal_token
 
 @router.post(
     "/orders/{order_id}/refund",
-    responses=problem_responses(
-        Unauthorized,
-        OrderNotFound,
-        OrderNotRefundable,
-        RefundExceedsBalance,
-        IdempotencyKeyReused,
-        RefundInProgress,
-        RefundConflict,
-        RefundFailed,
-        503,
-    ),
+    responses={
+        202: {"model": OrderOut, "description": "PortOne holds the refund REQUESTED"},
+        **problem_responses(
+            Unauthorized,
+            OrderNotFound,
+            OrderNotRefundable,
+            RefundExceedsBalance,
+            IdempotencyKeyReused,
+            RefundInProgress,
+            RefundConflict,
+            RefundFailed,
+            503,
+        ),
+    },
 )
 async def refund_order(
     order_id: OrderId,
     body: RefundRequest,
     refunds: RefundsDep,
     settings: SettingsDep,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
-    """Cancel all that is left, or `amount`, at PortOne; a repeated key replays the first result."""
-    order = await refunds.refund(order_id, body, idempotency_key=idempotency_key)
-    return OrderOut.present(order, settings)
+    """Cancel all that is left, or `amount`, at PortOne; a repeated key replays the first result.
+
+    200 once PortOne's cancellation SUCCEEDED; 202 while PortOne holds it REQUESTED (the
+    refund is settled later, by PortOne's webhook or the reconciler, and listed in
+    `refunds` meanwhile); 502 REFUND_FAILED when PortOne refused it or it FAILED.
+    """
+    outcome = await refunds.refund(order_id, body, idempotency_key=idempotency_key)
+    if not outcome.settled:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return OrderOut.present(outcome.order, settings)

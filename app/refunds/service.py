@@ -1,13 +1,17 @@
-"""Refunding an order at PortOne without ever refunding twice.
+"""Refunding an order at PortOne without ever refunding twice, and following each refund
+until PortOne settles it.
 
 A refund row is reserved under the order's row lock, PortOne is called with no lock
 held, and the outcome is recorded. `currentCancellableAmount` is fixed when the row is
 reserved, so every retry of one refund sends the same figure and PortOne refuses a
 second cancellation; an Idempotency-Key replays the first outcome without a call.
+PortOne answers the cancellation SUCCEEDED (200), REQUESTED (202: settled later, see
+`app.refunds.settlement`) or FAILED (502 REFUND_FAILED; a new key may try again).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from app.db import Database
@@ -29,10 +33,11 @@ from app.orders.status import OrderStatus
 from app.payments.sync import PaymentSync, Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneApiError, PortOneError
-from app.portone.models import Payment, RefundAccount
+from app.portone.models import CancellationStatus, Payment, PaymentCancellation, RefundAccount
 from app.refunds import store
 from app.refunds.refund import Refund, RefundStatus
 from app.refunds.schemas import RefundRequest
+from app.refunds.settlement import Settlement, unclaimed_match
 from app.times import utc_now
 
 LEASE = timedelta(seconds=60)
@@ -42,20 +47,38 @@ REPLAYED_ERRORS: dict[str, type[ServiceError]] = {
 }
 
 
+@dataclass(frozen=True)
+class RefundOutcome:
+    """The order after a refund, and whether PortOne has settled that refund yet."""
+
+    order: Order
+    settled: bool
+
+
 class Refunds:
-    def __init__(self, database: Database, portone: PortOneClient, sync: PaymentSync) -> None:
+    def __init__(
+        self,
+        database: Database,
+        portone: PortOneClient,
+        sync: PaymentSync,
+        settlement: Settlement,
+    ) -> None:
         self._database = database
         self._portone = portone
         self._sync = sync
+        self._settlement = settlement
 
     async def refund(
         self, order_id: str, request: RefundRequest, *, idempotency_key: str | None
-    ) -> Order:
+    ) -> RefundOutcome:
         refund, payment_id, run = await self._reserve(order_id, request, idempotency_key)
-        if not run:
-            return await self._replay(refund)
-        await self._cancel_at_portone(refund, payment_id, request)
-        return await self._order(order_id)
+        if run:
+            await self._cancel_at_portone(refund, payment_id, request)
+        else:
+            _replay(refund)
+        order = await self._order(order_id)
+        listed = next(r for r in order.refunds if r["refundId"] == refund.id)
+        return RefundOutcome(order, settled=listed["status"] != RefundStatus.REQUESTED)
 
     async def _reserve(
         self, order_id: str, request: RefundRequest, key: str | None
@@ -78,7 +101,8 @@ class Refunds:
                     return earlier, order.payment_id, retry
             if order.status not in REFUNDABLE:
                 raise OrderNotRefundable(f"order is {order.status}")
-            left = order.amount - order.refunded_amount
+            # What PortOne holds REQUESTED is not there to cancel again.
+            left = order.amount - order.refunded_amount - await store.requested_amount(db, order_id)
             amount = request.amount or left
             if amount > left:
                 raise RefundExceedsBalance(
@@ -96,14 +120,6 @@ class Refunds:
                 cancellable_amount=left,
             )
             return refund, order.payment_id, True
-
-    async def _replay(self, refund: Refund) -> Order:
-        if refund.status == RefundStatus.IN_PROGRESS:
-            raise RefundInProgress("a request with this Idempotency-Key is still running")
-        if refund.status == RefundStatus.FAILED:
-            error = REPLAYED_ERRORS.get(refund.error_code or "", RefundFailed)
-            raise error(refund.outcome or "the refund failed")
-        return await self._order(refund.order_id)
 
     async def _order(self, order_id: str) -> Order:
         async with self._database.connect() as db:
@@ -131,32 +147,32 @@ class Refunds:
             await self._finish(refund, RefundStatus.RETRYABLE, f"PortOne did not answer: {exc}")
             raise
         else:
-            if cancellation.status == "FAILED":
-                await self._finish(
-                    refund, RefundStatus.FAILED, "PortOne could not cancel", RefundFailed
-                )
-                raise RefundFailed("PortOne could not cancel the payment")
-            status = (
-                RefundStatus.SUCCEEDED
-                if cancellation.status == "SUCCEEDED"
-                else RefundStatus.REQUESTED
-            )
-            await self._finish(refund, status, f"PortOne cancellation {cancellation.status}")
-            if status == RefundStatus.SUCCEEDED:
-                await self._resync(payment_id)
+            await self._answered(refund, payment_id, cancellation.status, cancellation.id)
+
+    async def _answered(
+        self, refund: Refund, payment_id: str, status: str, cancellation_id: str | None
+    ) -> None:
+        if status == CancellationStatus.FAILED:
+            detail = f"PortOne's cancellation {cancellation_id} FAILED"
+            await self._finish(refund, RefundStatus.FAILED, detail, RefundFailed, cancellation_id)
+            await self._resync(payment_id)
+            raise RefundFailed(f"{detail}; a new Idempotency-Key may try again")
+        # Anything but SUCCEEDED (REQUESTED, or a status PortOne adds) is not settled yet.
+        settled = status == CancellationStatus.SUCCEEDED
+        outcome = f"PortOne's cancellation {cancellation_id}: {status}"
+        next_status = RefundStatus.SUCCEEDED if settled else RefundStatus.REQUESTED
+        await self._finish(refund, next_status, outcome, None, cancellation_id)
+        await self._resync(payment_id)
 
     async def _refused(self, refund: Refund, payment_id: str, exc: PortOneApiError) -> None:
         """PortOne refused: its balance moved (a console cancellation, a concurrent refund,
         or this refund's own earlier attempt whose answer was lost)."""
         payment = await self._resync(payment_id)
-        if (
-            exc.type == "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN"
-            and refund.attempts > 1
-            and payment is not None
-            and await self._went_through(refund, payment)
-        ):
-            await self._finish(refund, RefundStatus.SUCCEEDED, "an earlier attempt went through")
-            return
+        if exc.type == "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN" and refund.attempts > 1:
+            earlier = await self._earlier_attempt(refund, payment)
+            if earlier is not None:  # its answer was lost; PortOne holds what it made
+                await self._answered(refund, payment_id, earlier.status, earlier.id)
+                return
         error: type[ServiceError] = {
             "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN": RefundConflict,
             "PAYMENT_ALREADY_CANCELLED": OrderNotRefundable,
@@ -172,17 +188,16 @@ class Refunds:
         except PortOneError:
             return None  # the webhook or the reconciler brings the order up to date
 
-    async def _went_through(self, refund: Refund, payment: Payment) -> bool:
-        """Whether PortOne holds a cancellation of this refund that no other refund claims:
-        one more of its amount and reason than the other refunds recorded as made."""
-        made = {"SUCCEEDED", "REQUESTED"}
-        at_portone = sum(
-            c.status in made and (c.total_amount, c.reason) == (refund.amount, refund.reason)
-            for c in payment.cancellations
-        )
+    async def _earlier_attempt(
+        self, refund: Refund, payment: Payment | None
+    ) -> PaymentCancellation | None:
+        """The cancellation an earlier attempt of this refund made, if PortOne holds one of
+        its amount and reason that no other refund is known by."""
+        if payment is None:
+            return None
         async with self._database.connect() as db:
-            claimed = await store.count_claimed_like(db, refund)
-        return at_portone > claimed
+            claimed = await store.claimed_ids(db, refund)
+        return unclaimed_match(refund, payment.cancellations, claimed)
 
     async def _finish(
         self,
@@ -190,9 +205,27 @@ class Refunds:
         status: RefundStatus,
         outcome: str,
         error: type[ServiceError] | None = None,
+        cancellation_id: str | None = None,
     ) -> None:
-        async with self._database.connect() as db:
-            await store.finish(db, refund, status, outcome, error.code if error else None)
+        async with self._database.transaction() as db:
+            finished = await store.finish(
+                db,
+                refund,
+                status,
+                outcome,
+                error_code=error.code if error else None,
+                cancellation_id=cancellation_id,
+            )
+            await self._settlement.settled(db, finished)
+
+
+def _replay(refund: Refund) -> None:
+    """A repeated Idempotency-Key: the first answer again, without calling PortOne."""
+    if refund.status == RefundStatus.IN_PROGRESS:
+        raise RefundInProgress("a request with this Idempotency-Key is still running")
+    if refund.status == RefundStatus.FAILED:
+        error = REPLAYED_ERRORS.get(refund.error_code or "", RefundFailed)
+        raise error(refund.outcome or "the refund failed")
 
 
 def _may_retry(refund: Refund) -> bool:

@@ -29,12 +29,14 @@ refunds = Table(
     # The currentCancellableAmount sent to PortOne; every retry sends the same, so PortOne
     # itself refuses a second cancellation if an earlier attempt went through.
     Column("cancellable_amount", BigInteger, nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("lease_until", DateTime(timezone=True)),
     Column("error_code", String(40)),
     Column("outcome", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("cancellation_id", Text),  # PortOne's, once it answered
+    Column("settled_at", DateTime(timezone=True)),  # when it became SUCCEEDED or FAILED
     UniqueConstraint("order_id", "idempotency_key"),
 )

@@ -18,6 +18,7 @@ from app.main import create_app
 from app.services import Services
 from tests.conftest import make_settings
 from tests.helpers import (
+    after_backoff,
     create_order,
     events,
     order_row,
@@ -114,7 +115,7 @@ async def test_thirty_racing_completions_and_webhooks_cancel_a_tampered_payment_
     assert rejection["portone_status"] == "PAID"
     [compensation] = await compensation_events(db, order["orderId"])
     assert compensation["to_status"] == "REJECTED"
-    assert f"cancelled {TAMPERED}" in compensation["detail"]
+    assert f"cancellation of {TAMPERED} KRW SUCCEEDED" in compensation["detail"]
     listed = await client.get(
         f"/orders/{order['orderId']}/events",
         headers={"Authorization": "Bearer internal-test-token"},
@@ -183,6 +184,12 @@ async def test_cancel_that_timed_out_stays_owed_and_the_reconciler_finishes_it(
     portone_lists(portone)
     summary = await services.reconciler().run_pass()
 
+    assert summary.compensated == 0  # not before its backoff
+    assert cancel.call_count == 1
+
+    await after_backoff(db, order["orderId"])
+    summary = await services.reconciler().run_pass()
+
     assert summary.compensated == 1
     assert cancel.call_count == 2
     assert [body["currentCancellableAmount"] for body in sent(cancel)] == [TAMPERED, TAMPERED]
@@ -191,7 +198,7 @@ async def test_cancel_that_timed_out_stays_owed_and_the_reconciler_finishes_it(
     assert row["compensation_lease_until"] is None
     first, second = await compensation_events(db, order["orderId"])
     assert "failed" in first["detail"]
-    assert f"cancelled {TAMPERED}" in second["detail"]
+    assert f"cancellation of {TAMPERED} KRW SUCCEEDED" in second["detail"]
     assert await transitions(db, order["orderId"]) == [("PENDING", "REJECTED")]
 
     again = await services.reconciler().run_pass()
@@ -218,6 +225,7 @@ async def test_cancel_whose_answer_was_lost_is_not_repeated_once_portone_shows_i
         json=payment_body(payment_id, status="CANCELLED", total=TAMPERED, cancelled=TAMPERED),
     )
     portone_lists(portone)
+    await after_backoff(db, order["orderId"])
 
     await services.reconciler().run_pass()
 
@@ -330,6 +338,7 @@ async def test_virtual_account_deposited_before_it_was_closed_is_cancelled_by_th
     assert (await order_row(db, order["orderId"]))["compensation_status"] == "OWED"
     fetch.respond(200, json=payment_body(payment_id, virtual_account=True, total=TAMPERED))
     portone_lists(portone)
+    await after_backoff(db, order["orderId"])
 
     await services.reconciler().run_pass()
 

@@ -401,7 +401,7 @@ async def test_consistency_error_from_portone_answers_409_with_the_order_resynce
     assert (fetched.json()["status"], fetched.json()["refundedAmount"]) == ("REFUNDED", 10_000)
 
 
-async def test_asynchronous_cancellation_leaves_the_order_paid_until_confirmed(
+async def test_asynchronous_cancellation_is_accepted_and_leaves_the_order_paid_until_settled(
     client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
 ) -> None:
     order, payment = await paid_order(client, portone)
@@ -409,8 +409,10 @@ async def test_asynchronous_cancellation_leaves_the_order_paid_until_confirmed(
 
     response = await refund(client, order["orderId"], "refund-async", amount=3_000)
 
-    assert response.status_code == 200, response.text
+    assert response.status_code == 202, response.text
     assert (response.json()["status"], response.json()["refundedAmount"]) == ("PAID", 0)
+    [listed] = response.json()["refunds"]
+    assert (listed["amount"], listed["status"], listed["settledAt"]) == (3_000, "REQUESTED", None)
     assert payment.cancel.call_count == 1
     row = await order_row(db, order["orderId"])
     assert (row["status"], row["refunded_amount"]) == ("PAID", 0)
