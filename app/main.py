@@ -116,6 +116,6 @@ async def _open(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
             portone_base_url=sandbox.EMULATOR_BASE_URL if emulated else None,
             portone_transport=sandbox.in_process(app) if emulated else None,
         ) as services,
-        sandbox.running(app, settings),
+        sandbox.running(app, settings, services.database),
     ):
         yield services

@@ -22,6 +22,7 @@ ZERO = (
     "refunds beyond what was paid",
     "refunds per Idempotency-Key beyond one",
     "refunds recorded that PortOne never made",
+    "refunds not ending with the status PortOne holds",
     "order events not delivered",
     "order events out of order or unknown",
     "outbox events not one per change",

@@ -16,20 +16,22 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from app.config import Settings
+from app.db import Database
 from app.problems import problem
 from app.sandbox import control, portone_api
 from app.sandbox.delivery import WebhookSender
 from app.sandbox.emulator import Emulator, EmulatorError
 from app.sandbox.state import Sandbox
+from app.sandbox.store import SandboxStore
 
 logger = logging.getLogger(__name__)
 
 IN_PROCESS = "http://sandbox.internal"
-EMULATOR_BASE_URL = f"{IN_PROCESS}{portone_api.router.prefix}"
+EMULATOR_BASE_URL = f"{IN_PROCESS}{portone_api.PREFIX}"
 
 
 def install(app: FastAPI) -> None:
-    app.include_router(portone_api.router)
+    app.include_router(portone_api.router, prefix=portone_api.PREFIX)
     app.include_router(control.router)
     app.add_api_route("/", demo_page, include_in_schema=False)
     app.add_exception_handler(EmulatorError, _emulator_error)
@@ -40,13 +42,20 @@ def in_process(app: FastAPI) -> httpx.ASGITransport:
 
 
 @asynccontextmanager
-async def running(app: FastAPI, settings: Settings) -> AsyncIterator[Sandbox]:
+async def running(app: FastAPI, settings: Settings, database: Database) -> AsyncIterator[Sandbox]:
     client = httpx.AsyncClient(transport=in_process(app), base_url=IN_PROCESS, timeout=30.0)
     sender = WebhookSender(client, settings.webhook_keys[0], settings.store_id)
-    sandbox = Sandbox(Emulator(settings.store_id), sender, settings.api_secret)
+    store = SandboxStore(database)
+    emulator = Emulator(settings.store_id)
+    kept = await store.load(emulator)
+    sandbox = Sandbox(emulator, sender, settings.api_secret, store)
     app.state.sandbox = sandbox
     sender.start()
-    logger.warning("SANDBOX MODE: PortOne is emulated in this process; no real payment is made")
+    logger.warning(
+        "SANDBOX MODE: PortOne is emulated in this process (%d payments kept from before); "
+        "no real payment is made",
+        kept,
+    )
     for name, value in settings.generated_for_sandbox().items():
         print(f"sandbox: {name}={value}", flush=True)
     try:
@@ -63,6 +72,6 @@ async def demo_page() -> HTMLResponse:
 async def _emulator_error(request: Request, exc: Exception) -> JSONResponse:
     """PortOne's shape from the emulated API; problem+json from the control endpoints."""
     assert isinstance(exc, EmulatorError)
-    if request.url.path.startswith(portone_api.router.prefix):
+    if request.url.path.startswith(portone_api.PREFIX):
         return portone_api.portone_error(exc)
     return problem(exc.status, exc.type, "The emulated PortOne refused", exc.message)

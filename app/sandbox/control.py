@@ -14,7 +14,7 @@ from app.orders.router import OrderId
 from app.orders.schemas import OrderCreate, OrderOut
 from app.payments.sync import PaymentSync
 from app.problems import problem_responses
-from app.sandbox.emulator import PaymentRequest
+from app.sandbox.payments import EmulatedPayment, PaymentRequest
 from app.sandbox.state import sandbox_of
 from app.schemas import StrictApiModel
 from app.text import Text
@@ -38,30 +38,39 @@ class Pay(StrictApiModel):
 
 
 class Fail(StrictApiModel):
-    reason: Annotated[Text, Field(min_length=1, max_length=200)] = "카드 한도 초과 (sandbox)"
+    reason: Annotated[Text, Field(min_length=1, max_length=200)] = "card limit exceeded (sandbox)"
 
 
 class ConsoleCancel(StrictApiModel):
     amount: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
 
 
+class NextCancellation(StrictApiModel):
+    status: Literal["REQUESTED", "FAILED"]
+
+
+class Settle(StrictApiModel):
+    status: Literal["SUCCEEDED", "FAILED"]
+
+
+class DisputeChange(StrictApiModel):
+    status: Literal["UNRESOLVED", "RESOLVED"]
+    reason: Annotated[Text, Field(min_length=1, max_length=200)] = "the cardholder disputes it"
+
+
 @router.post("/payments/{payment_id}/pay")
-async def pay(payment_id: PaymentId, body: Pay, request: Request, sync: SyncDep) -> JSONResponse:
+async def pay(
+    payment_id: PaymentId, request: Request, sync: SyncDep, body: Pay | None = None
+) -> JSONResponse:
     """The customer pays; another amount or currency than the order's is a tampered payment."""
-    payment_request = await _attempt(sync, payment_id, body)
-    sandbox = sandbox_of(request)
-    payment, kind = sandbox.emulator.pay(payment_request)
-    sandbox.sender.notify(kind, payment)
-    return JSONResponse(payment.body())
+    payment_request = await _attempt(sync, payment_id, body or Pay())
+    return await _changed(request, *sandbox_of(request).emulator.pay(payment_request))
 
 
 @router.post("/payments/{payment_id}/deposit")
 async def deposit(payment_id: PaymentId, request: Request) -> JSONResponse:
     """The customer transfers the money to the issued virtual account."""
-    sandbox = sandbox_of(request)
-    payment, kind = sandbox.emulator.deposit(payment_id)
-    sandbox.sender.notify(kind, payment)
-    return JSONResponse(payment.body())
+    return await _changed(request, *sandbox_of(request).emulator.deposit(payment_id))
 
 
 @router.post("/payments/{payment_id}/fail")
@@ -70,10 +79,8 @@ async def fail(
 ) -> JSONResponse:
     """The payment attempt fails (a declined card, a closed window)."""
     payment_request = await _attempt(sync, payment_id, Pay())
-    sandbox = sandbox_of(request)
-    payment, kind = sandbox.emulator.fail(payment_request, (body or Fail()).reason)
-    sandbox.sender.notify(kind, payment)
-    return JSONResponse(payment.body())
+    emulator = sandbox_of(request).emulator
+    return await _changed(request, *emulator.fail(payment_request, (body or Fail()).reason))
 
 
 @router.post("/payments/{payment_id}/cancel")
@@ -81,11 +88,45 @@ async def console_cancel(
     payment_id: PaymentId, request: Request, body: ConsoleCancel | None = None
 ) -> JSONResponse:
     """A cancellation made in PortOne's console, partial when `amount` is given."""
-    sandbox = sandbox_of(request)
-    payment, _, kind = sandbox.emulator.cancel(
+    payment, _, webhooks = sandbox_of(request).emulator.cancel(
         payment_id, amount=(body or ConsoleCancel()).amount, reason="cancelled in the console"
     )
-    sandbox.sender.notify(kind, payment)
+    return await _changed(request, payment, webhooks)
+
+
+@router.post("/payments/{payment_id}/cancellations/next")
+async def next_cancellation(
+    payment_id: PaymentId, body: NextCancellation, request: Request
+) -> JSONResponse:
+    """PortOne answers the next cancellation of this payment (a refund, a compensation)
+    REQUESTED (settled later) or FAILED, instead of SUCCEEDED."""
+    payment = sandbox_of(request).emulator.answer_next_cancellation(payment_id, body.status)
+    return await _changed(request, payment, [])
+
+
+@router.post("/payments/{payment_id}/cancellations/{cancellation_id}/settle")
+async def settle(
+    payment_id: PaymentId,
+    cancellation_id: Annotated[Text, Path(min_length=1, max_length=200)],
+    body: Settle,
+    request: Request,
+) -> JSONResponse:
+    """PortOne settles a REQUESTED cancellation: its webhook when it SUCCEEDED (PortOne
+    sends none for a FAILED one)."""
+    emulator = sandbox_of(request).emulator
+    return await _changed(request, *emulator.settle(payment_id, cancellation_id, body.status))
+
+
+@router.post("/payments/{payment_id}/dispute")
+async def dispute(payment_id: PaymentId, body: DisputeChange, request: Request) -> JSONResponse:
+    """The card company opens a dispute (UNRESOLVED) or resolves the open one, with the
+    webhook PortOne sends."""
+    emulator = sandbox_of(request).emulator
+    return await _changed(request, *emulator.dispute(payment_id, body.status, body.reason))
+
+
+async def _changed(request: Request, payment: EmulatedPayment, webhooks: list[str]) -> JSONResponse:
+    await sandbox_of(request).changed(payment, webhooks)
     return JSONResponse(payment.body())
 
 

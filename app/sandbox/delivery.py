@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from app import standard_webhooks
-from app.sandbox.emulator import EmulatedPayment
+from app.sandbox.payments import EmulatedPayment
 from app.times import rfc3339
 
 logger = logging.getLogger(__name__)
@@ -28,20 +28,28 @@ LEGACY_STATUS = {
 }
 
 
+CANCELLATION_EVENTS = frozenset(
+    {"Transaction.Cancelled", "Transaction.PartialCancelled", "Transaction.CancelPending"}
+)
+
+
 def webhook_bodies(kind: str, payment: EmulatedPayment, store_id: str) -> list[dict[str, Any]]:
-    """Both versions PortOne sends for one change: 2024-04-25, then 2024-01-01."""
+    """What PortOne sends for one change: the 2024-04-25 body, and the 2024-01-01 one for
+    the kinds that version knows."""
     data: dict[str, Any] = {
         "storeId": store_id,
         "paymentId": payment.id,
         "transactionId": payment.transaction_id,
     }
-    if payment.cancellations and "Cancelled" in kind:
+    if payment.cancellations and kind in CANCELLATION_EVENTS:
         data["cancellationId"] = payment.cancellations[-1].id
-    current = {"type": kind, "timestamp": rfc3339(payment.status_changed_at), "data": data}
+    current = {"type": kind, "timestamp": rfc3339(payment.updated_at), "data": data}
+    if kind not in LEGACY_STATUS:
+        return [current]
     legacy = {
         "payment_id": payment.id,
         "tx_id": payment.transaction_id,
-        "status": LEGACY_STATUS.get(kind, kind.removeprefix("Transaction.")),
+        "status": LEGACY_STATUS[kind],
     }
     return [current, legacy]
 

@@ -1,20 +1,26 @@
 """An in-memory PortOne V2: payments, their state changes, and PortOne's refusals.
 
-Bodies carry every field `reference/portone-v2.openapi.json` (and the official SDK)
-requires for each status. State lives in the process: the sandbox is one process.
+Every change returns the payment and the webhook types it causes, for the caller to
+keep and announce (`app.sandbox.state.Sandbox.changed`); the emulator itself does no I/O.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
-from app.times import rfc3339, utc_now
+from app.sandbox.payments import Cancellation, Dispute, EmulatedPayment, PaymentRequest
+from app.times import utc_now
 
-Method = Literal["CARD", "VIRTUAL_ACCOUNT"]
+CANCEL_PENDING = "Transaction.CancelPending"
+CANCELLED = "Transaction.Cancelled"
+PARTIAL_CANCELLED = "Transaction.PartialCancelled"
+SORTED_BY = {"STATUS_CHANGED_AT": "status_changed_at", "REQUESTED_AT": "requested_at"}
+
+Change = tuple[EmulatedPayment, list[str]]
 
 
 class EmulatorError(Exception):
@@ -35,144 +41,17 @@ def _instant(value: object) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
-def _rfc3339(at: datetime | None) -> str | None:
-    return rfc3339(at) if at else None
-
-
-@dataclass
-class Cancellation:
-    id: str
-    amount: int
-    reason: str
-    at: datetime
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "status": "SUCCEEDED",
-            "id": self.id,
-            "totalAmount": self.amount,
-            "taxFreeAmount": 0,
-            "vatAmount": self.amount // 11,
-            "reason": self.reason,
-            "requestedAt": _rfc3339(self.at),
-            "cancelledAt": _rfc3339(self.at),
-        }
-
-
-@dataclass
-class EmulatedPayment:
-    id: str
-    store_id: str
-    order_name: str
-    total: int
-    currency: str
-    method: Method
-    channel_type: str
-    status: str = "READY"
-    requested_at: datetime = field(default_factory=utc_now)
-    status_changed_at: datetime = field(default_factory=utc_now)
-    transaction_id: str = field(default_factory=lambda: "tx_" + secrets.token_hex(10))
-    paid_at: datetime | None = None
-    failed_at: datetime | None = None
-    failure_reason: str | None = None
-    cancellations: list[Cancellation] = field(default_factory=list)
-    account_number: str = field(default_factory=lambda: "5621" + str(secrets.randbelow(10**10)))
-
-    @property
-    def cancelled(self) -> int:
-        return sum(c.amount for c in self.cancellations)
-
-    def move(self, status: str) -> None:
-        self.status = status
-        # Strictly increasing, so snapshots order even within one clock tick.
-        self.status_changed_at = max(utc_now(), self.status_changed_at + timedelta(microseconds=1))
-
-    def body(self) -> dict[str, Any]:
-        changed = _rfc3339(self.status_changed_at)
-        body: dict[str, Any] = {
-            "status": self.status,
-            "id": self.id,
-            "transactionId": self.transaction_id,
-            "merchantId": "merchant-sandbox",
-            "storeId": self.store_id,
-            "channel": {
-                "type": self.channel_type,
-                "id": "channel-sandbox",
-                "key": "channel-key-sandbox",
-                "name": "Sandbox channel",
-                "pgProvider": "TOSSPAYMENTS",
-                "pgMerchantId": "sandbox-pg-merchant",
-            },
-            "version": "V2",
-            "requestedAt": _rfc3339(self.requested_at),
-            "updatedAt": changed,
-            "statusChangedAt": changed,
-            "orderName": self.order_name,
-            "amount": {
-                "total": self.total,
-                "taxFree": 0,
-                "vat": self.total // 11,
-                "supply": self.total - self.total // 11,
-                "discount": 0,
-                "paid": self.total if self.paid_at else 0,
-                "cancelled": self.cancelled,
-                "cancelledTaxFree": 0,
-            },
-            "currency": self.currency,
-            "customer": {},
-            "origin": {"platformType": "PC", "ipAddress": "127.0.0.1"},
-            "isCulturalExpense": False,
-            "products": [],
-            "webhooks": [],
-            "method": self._method(),
-        }
-        if self.paid_at:
-            body["paidAt"] = _rfc3339(self.paid_at)
-            body["disputes"] = []
-            body["receiptUrl"] = f"https://sandbox.invalid/receipts/{self.id}"
-        if self.status == "FAILED":
-            body["failedAt"] = _rfc3339(self.failed_at)
-            body["failure"] = {"reason": self.failure_reason, "pgCode": "SANDBOX"}
-        if self.cancellations:
-            body["cancellations"] = [c.body() for c in self.cancellations]
-            body["cancelledAt"] = _rfc3339(self.cancellations[-1].at)
-        return body
-
-    def _method(self) -> dict[str, Any]:
-        if self.method == "CARD":
-            return {"type": "PaymentMethodCard", "card": {"number": "53275019****1234"}}
-        return {
-            "type": "PaymentMethodVirtualAccount",
-            "bank": "SHINHAN",
-            "accountNumber": self.account_number,
-            "accountType": "NORMAL",
-            "remitteeName": "Sandbox Shop",
-            "expiredAt": _rfc3339(self.requested_at + timedelta(days=3)),
-            "issuedAt": _rfc3339(self.requested_at),
-        }
-
-
-@dataclass
-class PaymentRequest:
-    payment_id: str
-    order_name: str
-    amount: int
-    currency: str
-    method: Method
-    channel_type: str
-
-
 class Emulator:
-    """PortOne's state machine; every change returns the webhook type it causes."""
+    """PortOne's state machine for one store."""
 
-    def __init__(self, store_id: str) -> None:
+    def __init__(self, store_id: str, payments: Iterable[EmulatedPayment] = ()) -> None:
         self.store_id = store_id
-        self.payments: dict[str, EmulatedPayment] = {}
+        self.payments: dict[str, EmulatedPayment] = {p.id: p for p in payments}
         self.pre_registered: dict[str, tuple[int, str]] = {}
 
-    def get(self, payment_id: str) -> EmulatedPayment:
+    def get(self, payment_id: str, store_id: str | None = None) -> EmulatedPayment:
         payment = self.payments.get(payment_id)
-        if payment is None:
+        if payment is None or (store_id is not None and store_id != payment.store_id):
             raise EmulatorError(404, "PAYMENT_NOT_FOUND", "결제 건이 존재하지 않습니다.")
         return payment
 
@@ -182,7 +61,7 @@ class Emulator:
             raise EmulatorError(409, "ALREADY_PAID", "결제가 이미 완료되었습니다.")
         self.pre_registered[payment_id] = (amount, currency)
 
-    def pay(self, request: PaymentRequest) -> tuple[EmulatedPayment, str]:
+    def pay(self, request: PaymentRequest) -> Change:
         current = self.payments.get(request.payment_id)
         if current is not None and current.status not in ("READY", "FAILED"):
             raise EmulatorError(409, "ALREADY_PAID", "결제가 이미 진행되었습니다.")
@@ -193,10 +72,10 @@ class Emulator:
             return self._fail(payment, "사전 등록된 결제 정보와 일치하지 않습니다.")
         if request.method == "VIRTUAL_ACCOUNT":
             payment.move("VIRTUAL_ACCOUNT_ISSUED")
-            return payment, "Transaction.VirtualAccountIssued"
+            return payment, ["Transaction.VirtualAccountIssued"]
         return self._paid(payment)
 
-    def deposit(self, payment_id: str) -> tuple[EmulatedPayment, str]:
+    def deposit(self, payment_id: str) -> Change:
         payment = self.get(payment_id)
         if payment.status != "VIRTUAL_ACCOUNT_ISSUED":
             raise EmulatorError(
@@ -204,7 +83,7 @@ class Emulator:
             )
         return self._paid(payment)
 
-    def fail(self, request: PaymentRequest, reason: str) -> tuple[EmulatedPayment, str]:
+    def fail(self, request: PaymentRequest, reason: str) -> Change:
         """The attempt fails; a payment never started is created for the order first."""
         payment = self.payments.get(request.payment_id)
         if payment is None:
@@ -213,6 +92,12 @@ class Emulator:
             raise EmulatorError(409, "PAYMENT_NOT_FAILABLE", f"payment is {payment.status}")
         return self._fail(payment, reason)
 
+    def answer_next_cancellation(self, payment_id: str, status: str) -> EmulatedPayment:
+        """The next cancellation of this payment is answered `status` (REQUESTED, FAILED)."""
+        payment = self.get(payment_id)
+        payment.next_cancellation = status
+        return payment
+
     def cancel(
         self,
         payment_id: str,
@@ -220,13 +105,13 @@ class Emulator:
         amount: int | None,
         reason: str,
         current_cancellable_amount: int | None = None,
-    ) -> tuple[EmulatedPayment, Cancellation, str]:
+    ) -> tuple[EmulatedPayment, Cancellation, list[str]]:
         payment = self.get(payment_id)
         if payment.status == "CANCELLED":
             raise EmulatorError(409, "PAYMENT_ALREADY_CANCELLED", "결제가 이미 취소되었습니다.")
         if payment.status not in ("PAID", "PARTIAL_CANCELLED"):
             raise EmulatorError(409, "PAYMENT_NOT_PAID", "결제가 완료되지 않았습니다.")
-        cancellable = payment.total - payment.cancelled
+        cancellable = payment.cancellable
         if current_cancellable_amount is not None and current_cancellable_amount != cancellable:
             raise EmulatorError(
                 409, "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN", "취소 가능 잔액 검증에 실패했습니다."
@@ -238,25 +123,54 @@ class Emulator:
                 "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT",
                 "결제 취소 금액이 취소 가능 금액을 초과했습니다.",
             )
+        status, payment.next_cancellation = payment.next_cancellation or "SUCCEEDED", None
         cancellation = Cancellation("cancel_" + secrets.token_hex(8), amount, reason, utc_now())
         payment.cancellations.append(cancellation)
-        if payment.cancelled == payment.total:
-            payment.move("CANCELLED")
-            return payment, cancellation, "Transaction.Cancelled"
-        payment.move("PARTIAL_CANCELLED")
-        return payment, cancellation, "Transaction.PartialCancelled"
+        payment.touch()
+        if status == "REQUESTED":
+            cancellation.status = "REQUESTED"
+            return payment, cancellation, [CANCEL_PENDING]
+        return payment, cancellation, self._settle(payment, cancellation, status)
 
-    def close_virtual_account(self, payment_id: str) -> tuple[EmulatedPayment, str]:
+    def settle(self, payment_id: str, cancellation_id: str, status: str) -> Change:
+        """PortOne settles a REQUESTED cancellation: SUCCEEDED or FAILED."""
+        payment = self.get(payment_id)
+        cancellation = payment.cancellation(cancellation_id)
+        if cancellation is None:
+            raise EmulatorError(404, "CANCELLATION_NOT_FOUND", "취소 내역이 존재하지 않습니다.")
+        if cancellation.status != "REQUESTED":
+            raise EmulatorError(409, "CANCELLATION_NOT_PENDING", "취소 요청 상태가 아닙니다.")
+        return payment, self._settle(payment, cancellation, status)
+
+    def dispute(self, payment_id: str, status: str, reason: str) -> Change:
+        """The card company opens a dispute (UNRESOLVED), or resolves the open one."""
+        payment = self.get(payment_id)
+        if payment.paid_at is None:
+            raise EmulatorError(409, "PAYMENT_NOT_PAID", "결제가 완료되지 않았습니다.")
+        now = utc_now()
+        payment.touch()
+        if status == "UNRESOLVED":
+            payment.disputes.append(Dispute(reason, now))
+            return payment, ["Transaction.DisputeCreated"]
+        open_ = [dispute for dispute in payment.disputes if dispute.resolved_at is None]
+        if not open_:
+            payment.disputes.append(Dispute(reason, now))
+            open_ = payment.disputes[-1:]
+        open_[-1].resolved_at = now
+        return payment, ["Transaction.DisputeResolved"]
+
+    def close_virtual_account(self, payment_id: str) -> Change:
         payment = self.get(payment_id)
         if payment.status != "VIRTUAL_ACCOUNT_ISSUED":
             raise EmulatorError(
                 409, "PAYMENT_NOT_WAITING_FOR_DEPOSIT", "입금 대기 상태가 아닙니다."
             )
+        now = utc_now()
         payment.cancellations.append(
-            Cancellation("close_" + secrets.token_hex(8), 0, "closed", utc_now())
+            Cancellation("close_" + secrets.token_hex(8), 0, "closed", now, settled_at=now)
         )
         payment.move("CANCELLED")
-        return payment, "Transaction.Cancelled"
+        return payment, [CANCELLED]
 
     def list_page(self, request_body: str | None) -> dict[str, Any]:
         """PortOne's `GET /payments` answer for its `requestBody` query parameter."""
@@ -266,26 +180,41 @@ class Emulator:
             number, size = int(page.get("number", 0)), int(page.get("size", 10))
             filters = options.get("filter") or {}
             since, until = _instant(filters.get("from")), _instant(filters.get("until"))
-        except (ValueError, TypeError, AttributeError):
+            key = SORTED_BY[filters.get("timestampType") or "STATUS_CHANGED_AT"]
+            order_by = SORTED_BY[filters.get("sortBy") or "STATUS_CHANGED_AT"]
+            descending = (filters.get("sortOrder") or "DESC") == "DESC"
+        except (ValueError, TypeError, AttributeError, KeyError):
             raise EmulatorError(400, "INVALID_REQUEST", "requestBody is not valid") from None
-        matching = self.changed_between(since, until)
+        matching = sorted(
+            (
+                p
+                for p in self.payments.values()
+                if (since is None or getattr(p, key) >= since)
+                and (until is None or getattr(p, key) <= until)
+            ),
+            key=lambda p: (getattr(p, order_by), p.id),
+            reverse=descending,
+        )
         return {
             "items": [payment.body() for payment in matching[number * size : (number + 1) * size]],
             "page": {"number": number, "size": size, "totalCount": len(matching)},
         }
 
-    def changed_between(
-        self, since: datetime | None, until: datetime | None
-    ) -> list[EmulatedPayment]:
-        return sorted(
-            (
-                p
-                for p in self.payments.values()
-                if (since is None or p.status_changed_at >= since)
-                and (until is None or p.status_changed_at <= until)
-            ),
-            key=lambda p: p.status_changed_at,
-        )
+    def _settle(
+        self, payment: EmulatedPayment, cancellation: Cancellation, status: str
+    ) -> list[str]:
+        cancellation.status = status
+        cancellation.settled_at = utc_now()
+        if status != "SUCCEEDED":
+            # PortOne sends no webhook for a cancellation that failed: the reconciler, which
+            # re-reads every refund left REQUESTED, finds it.
+            payment.touch()
+            return []
+        if payment.cancelled == payment.total:
+            payment.move("CANCELLED")
+            return [CANCELLED]
+        payment.move("PARTIAL_CANCELLED")
+        return [PARTIAL_CANCELLED]
 
     def _new(self, request: PaymentRequest) -> EmulatedPayment:
         payment = EmulatedPayment(
@@ -300,13 +229,13 @@ class Emulator:
         self.payments[payment.id] = payment
         return payment
 
-    def _paid(self, payment: EmulatedPayment) -> tuple[EmulatedPayment, str]:
+    def _paid(self, payment: EmulatedPayment) -> Change:
         payment.paid_at = utc_now()
         payment.move("PAID")
-        return payment, "Transaction.Paid"
+        return payment, ["Transaction.Paid"]
 
-    def _fail(self, payment: EmulatedPayment, reason: str) -> tuple[EmulatedPayment, str]:
+    def _fail(self, payment: EmulatedPayment, reason: str) -> Change:
         payment.failed_at = utc_now()
         payment.failure_reason = reason
         payment.move("FAILED")
-        return payment, "Transaction.Failed"
+        return payment, ["Transaction.Failed"]

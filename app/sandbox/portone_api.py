@@ -1,4 +1,6 @@
-"""The emulated PortOne V2 REST API under `/sandbox/portone`, with PortOne's error bodies."""
+"""The emulated PortOne V2 REST API, with PortOne's error bodies: served by the service
+under `/sandbox/portone` in sandbox mode, and on its own (`emulated_portone`) where a
+test or the stress run needs a PortOne with state."""
 
 from __future__ import annotations
 
@@ -6,14 +8,31 @@ import hmac
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.sandbox.emulator import EmulatorError
-from app.sandbox.state import sandbox_of
+from app.sandbox.payments import EmulatedPayment
+from app.sandbox.state import Sandbox, sandbox_of
+
+PREFIX = "/sandbox/portone"  # where the service serves it
 
 # PortOne's API, not this service's: described by PortOne's own OpenAPI, not ours.
-router = APIRouter(prefix="/sandbox/portone", include_in_schema=False)
+router = APIRouter(include_in_schema=False)
+
+
+def emulated_portone(sandbox: Sandbox) -> FastAPI:
+    """The emulated API on its own, at the root, as PortOne serves its own."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.sandbox = sandbox
+    app.include_router(router)
+    app.add_exception_handler(EmulatorError, _portone_error)
+    return app
+
+
+async def _portone_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EmulatorError)
+    return portone_error(exc)
 
 
 def portone_error(exc: EmulatorError) -> JSONResponse:
@@ -38,6 +57,12 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _store_of(store_id: object, payment: EmulatedPayment) -> None:
+    """A write names the payment's store, or none (PortOne then takes the secret's)."""
+    if store_id is not None and store_id != payment.store_id:
+        raise EmulatorError(404, "PAYMENT_NOT_FOUND", "결제 건이 존재하지 않습니다.")
+
+
 def _optional_int(body: dict[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
@@ -50,7 +75,8 @@ def _optional_int(body: dict[str, Any], key: str) -> int | None:
 @router.get("/payments/{payment_id}")
 async def get_payment(payment_id: str, request: Request) -> JSONResponse:
     _authorize(request)
-    return JSONResponse(sandbox_of(request).emulator.get(payment_id).body())
+    store_id = request.query_params.get("storeId")
+    return JSONResponse(sandbox_of(request).emulator.get(payment_id, store_id).body())
 
 
 @router.post("/payments/{payment_id}/cancel")
@@ -61,13 +87,14 @@ async def cancel_payment(payment_id: str, request: Request) -> JSONResponse:
     if not isinstance(reason, str) or not reason:
         raise EmulatorError(400, "INVALID_REQUEST", "reason is required")
     sandbox = sandbox_of(request)
-    payment, cancellation, kind = sandbox.emulator.cancel(
+    _store_of(body.get("storeId"), sandbox.emulator.get(payment_id))
+    payment, cancellation, webhooks = sandbox.emulator.cancel(
         payment_id,
         amount=_optional_int(body, "amount"),
         reason=reason,
         current_cancellable_amount=_optional_int(body, "currentCancellableAmount"),
     )
-    sandbox.sender.notify(kind, payment)
+    await sandbox.changed(payment, webhooks)
     return JSONResponse({"cancellation": cancellation.body()})
 
 
@@ -79,7 +106,9 @@ async def pre_register(payment_id: str, request: Request) -> JSONResponse:
     currency = body.get("currency")
     if amount is None or not isinstance(currency, str):
         raise EmulatorError(400, "INVALID_REQUEST", "totalAmount and currency are required")
-    sandbox_of(request).emulator.pre_register(payment_id, amount, currency)
+    sandbox = sandbox_of(request)
+    sandbox.emulator.pre_register(payment_id, amount, currency)
+    await sandbox.kept(payment_id)
     return JSONResponse({})
 
 
@@ -87,8 +116,9 @@ async def pre_register(payment_id: str, request: Request) -> JSONResponse:
 async def close_virtual_account(payment_id: str, request: Request) -> JSONResponse:
     _authorize(request)
     sandbox = sandbox_of(request)
-    payment, kind = sandbox.emulator.close_virtual_account(payment_id)
-    sandbox.sender.notify(kind, payment)
+    _store_of(request.query_params.get("storeId"), sandbox.emulator.get(payment_id))
+    payment, webhooks = sandbox.emulator.close_virtual_account(payment_id)
+    await sandbox.changed(payment, webhooks)
     return JSONResponse({"closedAt": payment.body()["statusChangedAt"]})
 
 

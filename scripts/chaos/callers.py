@@ -27,6 +27,7 @@ import httpx
 from tests.processes import die_with_parent
 
 WEBHOOKS_DRAINED_WITHIN = 60.0
+SETTLE_EVERY = 1.5  # seconds between PortOne settling some REQUESTED cancellations
 
 SCENARIOS = {
     "card": 44,
@@ -345,6 +346,12 @@ class Chaos:
             await asyncio.sleep(period)
             await self.reconcile_cli(env)
 
+    async def settle_loop(self, until: float) -> None:
+        """PortOne settles some of the cancellations it holds, now and then."""
+        while time.monotonic() + SETTLE_EVERY < until:
+            await asyncio.sleep(SETTLE_EVERY)
+            await self.control("settle", {"share": 0.5})
+
     # -- the run ------------------------------------------------------------------------
 
     def _start_offset(self, index: int, window: float) -> float:
@@ -358,6 +365,7 @@ class Chaos:
             for i in range(self.args.orders)
         ]
         reconciling = asyncio.create_task(self.reconcile_loop(env, started + self.args.seconds))
+        settling = asyncio.create_task(self.settle_loop(started + self.args.seconds))
         deadline = started + self.args.seconds + 20
         try:
             done, pending = await asyncio.wait(flows, timeout=max(1.0, deadline - time.monotonic()))
@@ -366,7 +374,8 @@ class Chaos:
                 if (error := task.exception()) is not None:
                     raise error
             await reconciling
+            await settling
         finally:  # on errors and Ctrl-C too: nothing of ours keeps running
-            for task in [*flows, reconciling]:
+            for task in [*flows, reconciling, settling]:
                 task.cancel()
-            await asyncio.gather(*flows, reconciling, return_exceptions=True)
+            await asyncio.gather(*flows, reconciling, settling, return_exceptions=True)

@@ -43,6 +43,7 @@ CHECKS = (
     "refunds beyond what was paid",
     "refunds per Idempotency-Key beyond one",
     "refunds recorded that PortOne never made",
+    "refunds not ending with the status PortOne holds",
     "order events not delivered",
     "order events out of order or unknown",
     "outbox events not one per change",
@@ -139,18 +140,21 @@ async def check(
     for row in tables.outbox:
         outbox_by_order[row["order_id"]].append(row)
 
-    statuses = _check_orders(found, tables.orders, payments, transitions, outbox_by_order)
+    failed_refunds = Counter(r["order_id"] for r in tables.refunds if r["status"] == "FAILED")
+    statuses = _check_orders(
+        found, tables.orders, payments, transitions, outbox_by_order, failed_refunds
+    )
     _check_refunds(found, payments, tables.refunds, chaos.tally.keyed_reasons)
     first_seen, redelivered = _check_order_events(found, tables.outbox, outbox_by_order, receiver)
     _check_callers_and_logs(found, chaos.tally, logs)
 
     counts = {
         "orders checked": len(tables.orders),
-        **{name: len(found.get(name, [])) for name in CHECKS[:7]},
+        **{name: len(found.get(name, [])) for name in CHECKS[:8]},
         "order events (outbox rows)": len(tables.outbox),
         "order events delivered (distinct webhook-ids)": len(first_seen),
         "order events redelivered (allowed: at least once)": len(redelivered),
-        **{name: len(found.get(name, [])) for name in CHECKS[7:]},
+        **{name: len(found.get(name, [])) for name in CHECKS[8:]},
     }
     problems = [f"{name}: {text}" for name in CHECKS for text in found.get(name, [])]
     info = {
@@ -164,6 +168,10 @@ async def check(
         "webhook deliveries stored": {r["status"]: r["n"] for r in tables.deliveries},
         "order-event receiver answers": dict(receiver.answered),
         "reconcile CLI runs": dict(chaos.tally.reconcile_runs),
+        "refunds by status": dict(Counter(r["status"] for r in tables.refunds)),
+        "compensations by status": dict(
+            Counter(o["compensation_status"] for o in tables.orders if o["compensation_status"])
+        ),
         "answers to callers": dict(sorted(chaos.tally.answers.items())),
     }
     return Report(counts, problems, info)
@@ -175,6 +183,7 @@ def _check_orders(
     payments: Payments,
     transitions: Transitions,
     outbox_by_order: dict[str, list[asyncpg.Record]],
+    failed_refunds: Counter[str],
 ) -> Counter[str]:
     """Each order against PortOne's payment: status, transitions, outbox, money; the
     final statuses."""
@@ -209,8 +218,14 @@ def _check_orders(
                 f"{oid}: {chain} ends {order['status']}"
             )
         kinds = [row["type"] for row in outbox_by_order[oid]]
-        if kinds != [f"order.{to.lower()}" for _, to in chain]:
-            found["outbox events not one per change"].append(f"{oid}: {kinds} for {chain}")
+        changes = [kind for kind in kinds if kind != "order.refund_failed"]
+        if (
+            changes != [f"order.{to.lower()}" for _, to in chain]
+            or kinds.count("order.refund_failed") != failed_refunds[oid]
+        ):
+            found["outbox events not one per change"].append(
+                f"{oid}: {kinds} for {chain} and {failed_refunds[oid]} failed refunds"
+            )
         _check_money(found, order, payment, cancelled)
     return statuses
 
@@ -223,12 +238,15 @@ def _check_money(
     compensations = [
         w for w in writes if w["kind"] == "close" or w["reason"].startswith(COMPENSATION_REASON)
     ]
+    # What undid the payment: a cancellation PortOne took (or holds), or the account closed.
+    undone = [w for w in compensations if w["status"] in ("SUCCEEDED", "REQUESTED")]
     if order["status"] == "REJECTED" and payment is not None:
         # A paid 0 has nothing to cancel (an issued account of 0 is still closed).
-        owed = {1} if payment["total"] > 0 else {0, 1}
-        if len(compensations) not in owed or order["compensation_status"] != "DONE":
+        nothing_to_undo = payment["total"] == 0 and order["compensation_status"] == "DONE"
+        visibly_owed = order["compensation_status"] in ("OWED", "REQUESTED")
+        if len(undone) > 1 or (not undone and not nothing_to_undo and not visibly_owed):
             found["rejected payments not cancelled exactly once"].append(
-                f"{oid}: {len(compensations)} cancels, compensation"
+                f"{oid}: {len(undone)} cancels ({len(compensations)} sent), compensation"
                 f" {order['compensation_status']}, PortOne {payment['status']}"
                 f" {payment['total']} {payment['currency']}",
             )
@@ -243,20 +261,30 @@ def _check_money(
 def _check_refunds(
     found: Found, payments: Payments, refunds: list[asyncpg.Record], keyed_reasons: set[str]
 ) -> None:
-    made: Counter[str] = Counter()
+    made: Counter[str] = Counter()  # money PortOne gave back, by refund reason
+    taken: Counter[str] = Counter()  # … or holds to give back
+    held: dict[str, str] = {}  # PortOne's status of each cancellation, by its id
     for payment in payments.values():
         for write in payment["apiWrites"]:
-            made[write["reason"]] += 1
+            made[write["reason"]] += write["status"] == "SUCCEEDED"
+            taken[write["reason"]] += write["status"] in ("SUCCEEDED", "REQUESTED")
+            held[write["id"]] = write["status"]
     for reason in keyed_reasons:
-        if made[reason] > 1:
+        if taken[reason] > 1:
             found["refunds per Idempotency-Key beyond one"].append(
-                f"{reason}: {made[reason]} cancels"
+                f"{reason}: {taken[reason]} cancels"
             )
     recorded: Counter[str] = Counter(r["reason"] for r in refunds if r["status"] == "SUCCEEDED")
     for reason, count in recorded.items():
         if count > made[reason]:
             found["refunds recorded that PortOne never made"].append(
                 f"{reason}: {count} SUCCEEDED rows, {made[reason]} cancellations at PortOne"
+            )
+    for refund in refunds:
+        at_portone = held.get(refund["cancellation_id"] or "")
+        if at_portone is not None and at_portone != refund["status"]:
+            found["refunds not ending with the status PortOne holds"].append(
+                f"{refund['id']} ({refund['reason']}): {refund['status']}, PortOne {at_portone}"
             )
 
 

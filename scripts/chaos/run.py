@@ -47,6 +47,18 @@ async def _outbox_settled(dsn: str, seconds: float) -> None:
         await connection.close()
 
 
+async def _backoffs_over(dsn: str) -> None:
+    """The final pass retries every owed compensation, however recently the last failed."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "UPDATE orders SET compensation_next_attempt_at = NULL"
+            " WHERE compensation_status = 'OWED'"
+        )
+    finally:
+        await connection.close()
+
+
 def print_report(report: Report, args: argparse.Namespace, seconds: float) -> None:
     print(f"\nstress: seed {args.seed}, {args.orders} orders, {seconds:.0f} s in all", flush=True)
     for name, value in report.info.items():
@@ -128,7 +140,9 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
 
         print("stress: faults off; draining webhooks, final reconciler pass …", flush=True)
         await chaos.control("faults", {"on": False})
+        await chaos.control("settle", {"share": 1.0})  # PortOne settles what it held
         receiver.faults_on = False
+        await _backoffs_over(dsn)
         print(f"stress: webhooks left after draining: {await chaos.drain()}", flush=True)
         summary = None
         for _ in range(20):

@@ -1,82 +1,109 @@
-"""PortOne's REST API over the sandbox's `Emulator`, with faults injected around each call.
+"""PortOne for the stress run: the sandbox's emulated API, behind a layer of faults.
 
     python -m scripts.chaos.standin --port P --seed K --api-secret S \
         --webhook-secret whsec_… --targets http://127.0.0.1:A,http://127.0.0.1:B
 
-The one module that knows the emulator: it reaches it only through `pay`, `deposit`,
-`fail`, `cancel`, `close_virtual_account`, `get`, `list_page` and `payments`, and turns
-each change into PortOne's webhooks (`webhooks.Deliveries`). While faults are on, an API
-call may answer 5xx or 429, hang past the service's timeout, answer slowly, read stale
-(a read), or go through while its answer is lost (a write). The customer's and the
+The API itself is the sandbox's (`app.sandbox.portone_api.emulated_portone`), so the
+stress run meets the PortOne the sandbox and the tests meet. While faults are on, an
+API call may answer 5xx or 429, hang past the service's timeout, answer slowly, read
+stale (a read), or go through while its answer is lost (a write). The customer's and the
 console's doors (`/_control/…`) never fail; `/_control/state` is what the checks compare
-the service's orders with.
+the service's orders with. Every change is announced by PortOne's webhooks
+(`webhooks.Deliveries`), late, out of order and twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
-import signal
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.sandbox.delivery import webhook_bodies
-from app.sandbox.emulator import EmulatedPayment, Emulator, EmulatorError, PaymentRequest
+from app.sandbox.emulator import Emulator, EmulatorError
+from app.sandbox.payments import EmulatedPayment, PaymentRequest
+from app.sandbox.portone_api import emulated_portone
+from app.sandbox.state import Sandbox
 from app.standard_webhooks import decode_secret
 from scripts.chaos.webhooks import Deliveries
 
 STORE_ID = "store-stress"
 HANG_SECONDS = 11.0  # past the service's 10 s PortOne timeout
+CONSOLE = "cancelled in the console"
 
 # Probability of each fault per PortOne API call while faults are on.
 FAULTS_ANY = (("5xx", 0.07), ("429", 0.05), ("hang", 0.01), ("slow", 0.10))
 FAULTS_READ = (("stale", 0.05),)
 FAULTS_WRITE = (("lost", 0.08), ("late", 0.03))
 WRITES = frozenset({"cancel", "close"})
+# How PortOne answers a cancellation, while faults are on: settled later, or refused.
+CANCELLATION_OUTCOMES = (("REQUESTED", 0.15), ("FAILED", 0.08))
+SETTLED_FAILED = 0.2  # of the REQUESTED cancellations PortOne settles
 
 
-class StandIn:
-    """PortOne's REST API over `Emulator`, with faults, and PortOne's webhooks."""
+class Announcer:
+    """Told of every change (as the sandbox's webhook sender is): keeps each payment's
+    bodies for stale reads, and sends PortOne's webhooks."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.emulator = Emulator(STORE_ID)
-        self.rng = random.Random(args.seed)  # noqa: S311
-        self.secret = args.api_secret
-        self.webhooks = Deliveries(self.rng, decode_secret(args.webhook_secret), args.targets)
-        self.faults_on = True
-        self.api_writes: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.console: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    def __init__(self, deliveries: Deliveries) -> None:
+        self.deliveries = deliveries
         self.history: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.faults: Counter[str] = Counter()
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.add_routes(
-            [
-                web.get("/payments/{pid}", self.get_payment),
-                web.get("/payments", self.list_payments),
-                web.post("/payments/{pid}/cancel", self.cancel_payment),
-                web.post("/payments/{pid}/virtual-account/close", self.close_virtual_account),
-                web.post("/_control/pay", self.control_pay),
-                web.post("/_control/fail", self.control_fail),
-                web.post("/_control/deposit/{pid}", self.control_deposit),
-                web.post("/_control/cancel/{pid}", self.control_cancel),
-                web.post("/_control/close/{pid}", self.control_close),
-                web.post("/_control/faults", self.control_faults),
-                web.get("/_control/state", self.control_state),
-            ]
-        )
-        return app
+    def notify(self, kind: str, payment: EmulatedPayment) -> None:
+        self.history[payment.id].append(payment.body())
+        for webhook in webhook_bodies(kind, payment, STORE_ID):
+            self.deliveries.send(json.dumps(webhook, ensure_ascii=False).encode())
 
-    # -- faults -------------------------------------------------------------------------
+
+class Faults:
+    """ASGI middleware: PortOne's API calls fail, lag and lose their answers at random."""
+
+    def __init__(
+        self, app: ASGIApp, rng: random.Random, announcer: Announcer, emulator: Emulator
+    ) -> None:
+        self.app = app
+        self.rng = rng
+        self.announcer = announcer
+        self.emulator = emulator
+        self.on = True
+        self.counts: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        operation = _operation(scope) if scope["type"] == "http" else None
+        fault = self._draw(operation) if operation else None
+        if operation == "cancel" and fault not in ("5xx", "429"):
+            self._answer_cancellation(scope["path"].split("/")[2])
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        if fault in ("5xx", "429"):
+            await self._refuse(fault, scope, receive, send)
+            return
+        if fault == "slow":
+            await asyncio.sleep(self.rng.uniform(0.3, 2.5))
+        if fault in ("hang", "late"):
+            await asyncio.sleep(HANG_SECONDS)
+            if fault == "hang" and operation in WRITES:
+                await self._refuse("5xx", scope, receive, send)  # never applied
+                return
+        if fault == "stale" and (earlier := self._earlier(scope)):
+            await JSONResponse(self.rng.choice(earlier))(scope, receive, send)
+            return
+        if fault == "lost":
+            await self._lose_answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
     def _draw(self, operation: str) -> str | None:
-        if not self.faults_on:
+        if not self.on:
             return None
         table = list(FAULTS_ANY)
         table += FAULTS_WRITE if operation in WRITES else ()
@@ -85,216 +112,174 @@ class StandIn:
         for name, probability in table:
             total += probability
             if roll < total:
-                self.faults[f"{operation}:{name}"] += 1
+                self.counts[f"{operation}:{name}"] += 1
                 return name
         return None
 
-    def _server_error(self) -> web.Response:
-        status = self.rng.choice([500, 502, 503, 504])
-        if self.rng.random() < 0.5:
-            return web.Response(status=status, text="<html>upstream error</html>")
-        body = {"type": "INTERNAL_SERVER_ERROR", "message": "stand-in fault"}
-        return web.json_response(body, status=status)
+    def _answer_cancellation(self, payment_id: str) -> None:
+        if not self.on:
+            return
+        roll, total = self.rng.random(), 0.0
+        for status, probability in CANCELLATION_OUTCOMES:
+            total += probability
+            if roll < total:
+                with contextlib.suppress(EmulatorError):
+                    self.emulator.answer_next_cancellation(payment_id, status)
+                    self.counts[f"cancel answered {status}"] += 1
+                return
 
-    async def _faulty(self, operation: str, answer: Callable[[bool], web.Response]) -> web.Response:
-        """`answer(stale)` applies the call; faults fail, delay, or lose it around that."""
-        fault = self._draw(operation)
-        if fault == "5xx":
-            return self._server_error()
+    async def _refuse(self, fault: str, scope: Scope, receive: Receive, send: Send) -> None:
         if fault == "429":
-            return web.json_response(
-                {"type": "TOO_MANY_REQUESTS", "message": "slow down"},
-                status=429,
-                headers={"Retry-After": "1"},
-            )
-        if fault == "slow":
-            await asyncio.sleep(self.rng.uniform(0.3, 2.5))
-        if fault in ("hang", "late"):
+            body = {"type": "TOO_MANY_REQUESTS", "message": "slow down"}
+            response: Response = JSONResponse(body, 429, headers={"Retry-After": "1"})
+        elif self.rng.random() < 0.5:
+            status = self.rng.choice([500, 502, 503, 504])
+            response = Response("<html>upstream error</html>", status, media_type="text/html")
+        else:
+            body = {"type": "INTERNAL_SERVER_ERROR", "message": "stand-in fault"}
+            response = JSONResponse(body, self.rng.choice([500, 502, 503, 504]))
+        await response(scope, receive, send)
+
+    def _earlier(self, scope: Scope) -> list[dict[str, Any]]:
+        payment_id = scope["path"].split("/")[2]
+        return self.announcer.history.get(payment_id, [])[:-1]
+
+    async def _lose_answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The write goes through; its answer is a 5xx, or never comes in time."""
+        answer: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            answer.append(message)
+
+        await self.app(scope, receive, keep)
+        status = answer[0]["status"] if answer else 500
+        if status >= 300:
+            for message in answer:
+                await send(message)
+        elif self.rng.random() < 0.5:
+            await self._refuse("5xx", scope, receive, send)
+        else:
             await asyncio.sleep(HANG_SECONDS)
-            if fault == "hang" and operation in WRITES:
-                return self._server_error()  # never applied; the caller gave up long ago
-        response = answer(fault == "stale")
-        if fault == "lost" and response.status < 300:
-            if self.rng.random() < 0.5:
-                return self._server_error()
-            await asyncio.sleep(HANG_SECONDS)
-        return response
+            for message in answer:
+                await send(message)
 
-    def _authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"PortOne {self.secret}"
 
-    # -- PortOne's API ------------------------------------------------------------------
+OPERATIONS = {
+    ("GET", ""): "list",
+    ("GET", "{id}"): "get",
+    ("POST", "{id}/cancel"): "cancel",
+    ("POST", "{id}/virtual-account/close"): "close",
+}
 
-    async def get_payment(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _portone_error(401, "UNAUTHORIZED", "bad credentials")
-        pid = request.match_info["pid"]
 
-        def answer(stale: bool) -> web.Response:
-            payment = self.emulator.payments.get(pid)
-            if payment is None:
-                return _portone_error(404, "PAYMENT_NOT_FOUND", "no such payment")
-            earlier = self.history[pid][:-1]
-            if stale and earlier:
-                return web.json_response(self.rng.choice(earlier))
-            return web.json_response(payment.body())
+def _operation(scope: Scope) -> str | None:
+    """Which of PortOne's API calls a request is (None for the control doors)."""
+    parts = scope["path"].strip("/").split("/")
+    if parts[0] != "payments":
+        return None
+    shape = "/".join(["{id}", *parts[2:]] if len(parts) > 1 else [])
+    return OPERATIONS.get((scope["method"], shape))
 
-        return await self._faulty("get", answer)
 
-    async def list_payments(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _portone_error(401, "UNAUTHORIZED", "bad credentials")
-        try:
-            page = self.emulator.list_page(request.query.get("requestBody"))
-        except EmulatorError as exc:
-            return _emulator_error(exc)
+def stand_in(args: argparse.Namespace) -> tuple[FastAPI, Faults, Deliveries]:
+    rng = random.Random(args.seed)  # noqa: S311
+    deliveries = Deliveries(rng, decode_secret(args.webhook_secret), args.targets)
+    announcer = Announcer(deliveries)
+    sandbox = Sandbox(Emulator(STORE_ID), announcer, args.api_secret)
+    app = emulated_portone(sandbox)
+    faults = Faults(app, rng, announcer, sandbox.emulator)
+    _control_doors(app, sandbox, faults, deliveries, rng)
+    return app, faults, deliveries
 
-        def answer(stale: bool) -> web.Response:
-            return web.json_response(page)
 
-        return await self._faulty("list", answer)
+def _control_doors(
+    app: FastAPI, sandbox: Sandbox, faults: Faults, deliveries: Deliveries, rng: random.Random
+) -> None:
+    emulator = sandbox.emulator
 
-    async def cancel_payment(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _portone_error(401, "UNAUTHORIZED", "bad credentials")
-        pid = request.match_info["pid"]
-        body = await _json_object(request)
-        reason = body.get("reason")
-        amount = body.get("amount")
-        current = body.get("currentCancellableAmount")
-        if not isinstance(reason, str) or not reason or body.get("storeId") != STORE_ID:
-            return _portone_error(400, "INVALID_REQUEST", "reason and storeId are required")
+    async def changed(payment: EmulatedPayment, webhooks: list[str]) -> JSONResponse:
+        await sandbox.changed(payment, webhooks)
+        return JSONResponse(payment.body())
 
-        def answer(stale: bool) -> web.Response:
-            try:
-                payment, cancellation, kind = self.emulator.cancel(
-                    pid, amount=amount, reason=reason, current_cancellable_amount=current
-                )
-            except EmulatorError as exc:
-                return _emulator_error(exc)
-            self.api_writes[pid].append(
-                {"kind": "cancel", "amount": cancellation.amount, "reason": reason}
-            )
-            self._changed(kind, payment)
-            return web.json_response({"cancellation": cancellation.body()})
+    @app.post("/_control/pay")
+    async def pay(request: Request) -> JSONResponse:
+        return await changed(*emulator.pay(_payment_request(await request.json())))
 
-        return await self._faulty("cancel", answer)
+    @app.post("/_control/fail")
+    async def fail(request: Request) -> JSONResponse:
+        body = await request.json()
+        return await changed(*emulator.fail(_payment_request(body), "card declined (stress)"))
 
-    async def close_virtual_account(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _portone_error(401, "UNAUTHORIZED", "bad credentials")
-        pid = request.match_info["pid"]
+    @app.post("/_control/deposit/{payment_id}")
+    async def deposit(payment_id: str) -> JSONResponse:
+        return await changed(*emulator.deposit(payment_id))
 
-        def answer(stale: bool) -> web.Response:
-            try:
-                payment, kind = self.emulator.close_virtual_account(pid)
-            except EmulatorError as exc:
-                return _emulator_error(exc)
-            self.api_writes[pid].append({"kind": "close", "amount": 0, "reason": "close"})
-            self._changed(kind, payment)
-            return web.json_response({"closedAt": payment.body()["statusChangedAt"]})
+    @app.post("/_control/cancel/{payment_id}")
+    async def cancel(payment_id: str, request: Request) -> JSONResponse:
+        amount = (await request.json()).get("amount")
+        payment, _, webhooks = emulator.cancel(payment_id, amount=amount, reason=CONSOLE)
+        return await changed(payment, webhooks)
 
-        return await self._faulty("close", answer)
+    @app.post("/_control/close/{payment_id}")
+    async def close(payment_id: str) -> JSONResponse:
+        payment, webhooks = emulator.close_virtual_account(payment_id)
+        payment.cancellations[-1].reason = CONSOLE
+        return await changed(payment, webhooks)
 
-    # -- the customer and the console (never faulty) ------------------------------------
+    @app.post("/_control/settle")
+    async def settle(request: Request) -> dict[str, int]:
+        """PortOne settles a `share` of the cancellations it holds REQUESTED."""
+        share = float((await request.json()).get("share", 1.0))
+        settled = 0
+        for payment in list(emulator.payments.values()):
+            for cancellation in payment.cancellations:
+                if cancellation.status != "REQUESTED" or rng.random() >= share:
+                    continue
+                status = "FAILED" if rng.random() < SETTLED_FAILED else "SUCCEEDED"
+                await sandbox.changed(*emulator.settle(payment.id, cancellation.id, status))
+                settled += 1
+        return {"settled": settled}
 
-    async def control_pay(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        try:
-            payment, kind = self.emulator.pay(_payment_request(body))
-        except EmulatorError as exc:
-            return _emulator_error(exc)
-        return web.json_response(self._changed(kind, payment))
+    @app.post("/_control/faults")
+    async def switch(request: Request) -> dict[str, bool]:
+        faults.on = bool((await request.json()).get("on"))
+        return {"on": faults.on}
 
-    async def control_fail(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        try:
-            payment, kind = self.emulator.fail(_payment_request(body), "card declined (stress)")
-        except EmulatorError as exc:
-            return _emulator_error(exc)
-        return web.json_response(self._changed(kind, payment))
-
-    async def control_deposit(self, request: web.Request) -> web.Response:
-        try:
-            payment, kind = self.emulator.deposit(request.match_info["pid"])
-        except EmulatorError as exc:
-            return _emulator_error(exc)
-        return web.json_response(self._changed(kind, payment))
-
-    async def control_cancel(self, request: web.Request) -> web.Response:
-        pid = request.match_info["pid"]
-        amount = (await _json_object(request)).get("amount")
-        try:
-            payment, cancellation, kind = self.emulator.cancel(
-                pid, amount=amount, reason="cancelled in the console"
-            )
-        except EmulatorError as exc:
-            return _emulator_error(exc)
-        self.console[pid].append({"kind": "cancel", "amount": cancellation.amount})
-        return web.json_response(self._changed(kind, payment))
-
-    async def control_close(self, request: web.Request) -> web.Response:
-        pid = request.match_info["pid"]
-        try:
-            payment, kind = self.emulator.close_virtual_account(pid)
-        except EmulatorError as exc:
-            return _emulator_error(exc)
-        self.console[pid].append({"kind": "close", "amount": 0})
-        return web.json_response(self._changed(kind, payment))
-
-    async def control_faults(self, request: web.Request) -> web.Response:
-        self.faults_on = bool((await _json_object(request)).get("on"))
-        return web.json_response({"on": self.faults_on})
-
-    async def control_state(self, request: web.Request) -> web.Response:
-        payments = {
-            pid: {
-                "status": p.status,
-                "total": p.total,
-                "currency": p.currency,
-                "channelType": p.channel_type,
-                "storeId": p.store_id,
-                "method": p.method,
-                "paid": p.paid_at is not None,
-                "cancelled": p.cancelled,
-                "apiWrites": self.api_writes.get(pid, []),
-                "console": self.console.get(pid, []),
-            }
-            for pid, p in self.emulator.payments.items()
+    @app.get("/_control/state")
+    async def state() -> dict[str, Any]:
+        return {
+            "payments": {pid: _state(payment) for pid, payment in emulator.payments.items()},
+            "faults": dict(faults.counts),
+            "webhooks": dict(deliveries.counts),
+            "outstanding": deliveries.outstanding,
         }
-        return web.json_response(
-            {
-                "payments": payments,
-                "faults": dict(self.faults),
-                "webhooks": dict(self.webhooks.counts),
-                "outstanding": self.webhooks.outstanding,
-            }
-        )
-
-    def _changed(self, kind: str, payment: EmulatedPayment) -> dict[str, Any]:
-        """The payment as it now reads, kept for stale answers; its webhooks are sent."""
-        body = payment.body()
-        self.history[payment.id].append(body)
-        for webhook in webhook_bodies(kind, payment, STORE_ID):
-            self.webhooks.send(json.dumps(webhook, ensure_ascii=False).encode())
-        return body
 
 
-def _portone_error(status: int, type_: str, message: str) -> web.Response:
-    return web.json_response({"type": type_, "message": message}, status=status)
-
-
-def _emulator_error(exc: EmulatorError) -> web.Response:
-    return _portone_error(exc.status, exc.type, exc.message)
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+def _state(payment: EmulatedPayment) -> dict[str, Any]:
+    """A payment as the checks read it: what PortOne holds, and who cancelled what."""
+    writes: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for cancellation in payment.cancellations:
+        kind = "close" if cancellation.id.startswith("close_") else "cancel"
+        write = {
+            "kind": kind,
+            "id": cancellation.id,
+            "status": cancellation.status,
+            "amount": cancellation.amount,
+            "reason": cancellation.reason,
+        }
+        writes[cancellation.reason == CONSOLE].append(write)
+    return {
+        "status": payment.status,
+        "total": payment.total,
+        "currency": payment.currency,
+        "channelType": payment.channel_type,
+        "storeId": payment.store_id,
+        "method": payment.method,
+        "paid": payment.paid_at is not None,
+        "cancelled": payment.cancelled,
+        "apiWrites": writes[False],
+        "console": writes[True],
+    }
 
 
 def _payment_request(body: dict[str, Any]) -> PaymentRequest:
@@ -309,19 +294,12 @@ def _payment_request(body: dict[str, Any]) -> PaymentRequest:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    standin = StandIn(args)
-    runner = web.AppRunner(standin.app(), access_log=None, handler_cancellation=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    _, faults, deliveries = stand_in(args)
+    config = uvicorn.Config(faults, host="127.0.0.1", port=args.port, log_level="warning")
     try:
-        await stop.wait()
+        await uvicorn.Server(config).serve()  # until SIGTERM or SIGINT
     finally:
-        await standin.webhooks.close()
-        await runner.cleanup()
+        await deliveries.close()
 
 
 def main(argv: list[str] | None = None) -> int:
