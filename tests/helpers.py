@@ -9,8 +9,10 @@ from typing import Any
 import asyncpg
 import httpx
 import respx
+from fastapi import FastAPI
 
 from app import standard_webhooks
+from app.sandbox.delivery import WebhookSender
 from app.standard_webhooks import decode_secret
 from tests.conftest import TOKEN, WEBHOOK_SECRET
 from tests.portone_payloads import STORE_ID, payment_body
@@ -125,3 +127,10 @@ async def after_backoff(db: asyncpg.Connection, order_id: str) -> None:
         " WHERE id = $1",
         order_id,
     )
+
+
+def webhook_sender(app: FastAPI) -> WebhookSender:
+    """The sandbox's sender of PortOne's webhooks, in an app running in sandbox mode."""
+    sender = app.state.sandbox.sender
+    assert isinstance(sender, WebhookSender)
+    return sender

@@ -9,9 +9,11 @@ import httpx
 import pytest
 import respx
 
+from app import reconcile as app_reconcile
 from app.__main__ import reconcile
 from app.config import Settings
 from app.services import Services
+from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import (
     age_order,
     create_order,
@@ -208,3 +210,76 @@ async def test_reconcile_command_prints_a_summary_and_fails_when_the_pass_fails(
     assert exit_code == 1
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert printed == {"checked": 0, "changed": 0, "failed": 1, "compensated": 0, "skipped": False}
+
+
+async def test_a_backlog_larger_than_a_pass_is_read_over_passes_without_a_gap(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulated = EmulatedPortOne(portone)
+    orders = [await create_order(client) for _ in range(9)]
+    for order in orders:
+        emulated.pay(order)
+        await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    for order in orders:  # cancelled in PortOne's console; the webhooks are lost
+        emulated.cancel_in_console(order)
+    monkeypatch.setattr(app_reconcile, "PAGE_SIZE", 2)
+    monkeypatch.setattr(app_reconcile, "PAGES_PER_PASS", 2)
+
+    refunded, reads = [], []
+    for _ in range(12):  # passes, until PortOne's list is read to its end
+        listed = len(emulated.calls("GET", "/payments"))
+        await services.reconciler().run_pass()
+        reads.append(len(emulated.calls("GET", "/payments")) - listed)
+        statuses = [(await order_row(db, o["orderId"]))["status"] for o in orders]
+        refunded.append(statuses.count("REFUNDED"))
+        if await db.fetchval("SELECT resume_from IS NULL FROM reconciler_checkpoints"):
+            break
+
+    assert max(reads) == 2  # two pages a pass, at most
+    assert refunded[0] < 9  # a pass stops at its bound …
+    assert refunded == sorted(refunded)  # … and the next goes on from there …
+    assert refunded[-1] == 9  # … until nothing is left
+    checkpoint = await db.fetchrow("SELECT * FROM reconciler_checkpoints")
+    assert checkpoint is not None
+    assert (checkpoint["resume_from"], checkpoint["window_until"]) == (None, None)
+    queries = [json.loads(r.url.params["requestBody"]) for r in emulated.calls("GET", "/payments")]
+    assert {q["filter"]["sortBy"] for q in queries} == {"STATUS_CHANGED_AT"}
+    assert {q["filter"]["sortOrder"] for q in queries} == {"ASC"}
+
+
+async def test_a_virtual_account_expired_long_ago_is_looked_at_hourly_and_never_dropped(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    order = await create_order(client)
+    expired = datetime.now(UTC) - timedelta(days=3)
+    fetch = portone_returns(
+        portone,
+        order["paymentId"],
+        status="VIRTUAL_ACCOUNT_ISSUED",
+        virtual_account=True,
+        status_changed_at=expired - timedelta(days=3),
+    )
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    await db.execute(
+        "UPDATE orders SET va_expires_at = $2 WHERE id = $1", order["orderId"], expired
+    )
+    portone_lists(portone)
+    reads = fetch.call_count
+
+    await services.reconciler().run_pass()
+    await services.reconciler().run_pass()  # within the hour: left alone
+    await db.execute(
+        "UPDATE orders SET reconciled_at = now() - interval '61 minutes' WHERE id = $1",
+        order["orderId"],
+    )
+    await services.reconciler().run_pass()
+
+    assert fetch.call_count - reads == 2
+    assert (await order_row(db, order["orderId"]))["status"] == "AWAITING_DEPOSIT"

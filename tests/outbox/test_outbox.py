@@ -543,8 +543,10 @@ async def test_a_rolled_back_change_writes_no_event(
     seen = await services.sync.find(order["paymentId"]) if read_first else None
     add = Outbox.add
 
-    async def add_then_fail(self: Outbox, connection: Any, changed: Order) -> None:
-        await add(self, connection, changed)  # the event row is written in the transaction...
+    async def add_then_fail(
+        self: Outbox, connection: Any, changed: Order, event_type: str | None = None
+    ) -> None:
+        await add(self, connection, changed, event_type)  # written in the transaction...
         raise RuntimeError("the database connection died before the commit")  # ...then lost
 
     monkeypatch.setattr(Outbox, "add", add_then_fail)

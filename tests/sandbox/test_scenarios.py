@@ -17,7 +17,7 @@ from app.config import Settings
 from app.main import create_app
 from app.sandbox.state import Sandbox
 from tests.conftest import make_settings
-from tests.helpers import INTERNAL, age_order, create_order
+from tests.helpers import INTERNAL, age_order, create_order, webhook_sender
 
 AMOUNT = 10_000
 TAMPERED = 100
@@ -40,8 +40,8 @@ class Sandboxed:
         """A control call (pay, deposit, fail, cancel), once its webhooks have landed."""
         response = await self.client.post(f"/sandbox/payments/{payment_id}/{action}", json=body)
         assert response.status_code == 200, response.text
-        await self.sandbox.sender.drain()
-        assert self.sandbox.sender.abandoned == 0, "the service refused a webhook"
+        await webhook_sender(self.app).drain()
+        assert webhook_sender(self.app).abandoned == 0, "the service refused a webhook"
         payment: dict[str, Any] = response.json()
         return payment
 
@@ -142,7 +142,7 @@ async def test_tampered_amount_is_rejected_and_cancelled_once(shop: Sandboxed) -
     await shop.act(order["paymentId"], "pay", method="CARD", amount=TAMPERED)
 
     response = await shop.complete(order["paymentId"])
-    await shop.sandbox.sender.drain()
+    await webhook_sender(shop.app).drain()
 
     assert response.status_code == 409, response.text
     assert (response.json()["code"], response.json()["reason"]) == (
@@ -163,7 +163,7 @@ async def test_tampered_virtual_account_is_rejected_and_closed(shop: Sandboxed) 
     await shop.act(order["paymentId"], "pay", method="VIRTUAL_ACCOUNT", amount=TAMPERED)
 
     response = await shop.complete(order["paymentId"])
-    await shop.sandbox.sender.drain()
+    await webhook_sender(shop.app).drain()
 
     assert response.status_code == 409, response.text
     assert response.json()["code"] == "PAYMENT_REJECTED"
@@ -209,11 +209,11 @@ async def test_refunds_through_the_service_reach_the_emulator(shop: Sandboxed) -
         json={"amount": 4_000, "reason": "one item returned"},
         headers=INTERNAL,
     )
-    await shop.sandbox.sender.drain()
+    await webhook_sender(shop.app).drain()
     rest = await shop.client.post(
         f"/orders/{order['orderId']}/refund", json={"reason": "all returned"}, headers=INTERNAL
     )
-    await shop.sandbox.sender.drain()
+    await webhook_sender(shop.app).drain()
 
     assert partly.status_code == 200, partly.text
     assert (partly.json()["status"], partly.json()["refundedAmount"]) == (
@@ -231,7 +231,7 @@ async def test_refunds_through_the_service_reach_the_emulator(shop: Sandboxed) -
 async def test_paid_payment_whose_webhooks_never_arrive_is_repaired_by_the_reconciler(
     shop: Sandboxed, db: asyncpg.Connection
 ) -> None:
-    await shop.sandbox.sender.stop()
+    await webhook_sender(shop.app).stop()
     order = await create_order(shop.client, AMOUNT)
     paid = await shop.client.post(f"/sandbox/payments/{order['paymentId']}/pay", json={})
     assert paid.status_code == 200, paid.text
@@ -251,7 +251,7 @@ async def test_console_cancellation_whose_webhooks_never_arrive_is_found_by_the_
 ) -> None:
     order = await create_order(shop.client, AMOUNT)
     await shop.act(order["paymentId"], "pay", method="CARD")
-    await shop.sandbox.sender.stop()
+    await webhook_sender(shop.app).stop()
     cancelled = await shop.client.post(f"/sandbox/payments/{order['paymentId']}/cancel", json={})
     assert cancelled.status_code == 200, cancelled.text
 

@@ -54,8 +54,7 @@ from portone_server_sdk.webhook import (
 from app.config import Settings
 from app.main import create_app
 from app.sandbox import IN_PROCESS
-from app.sandbox.state import Sandbox
-from tests.helpers import INTERNAL
+from tests.helpers import INTERNAL, webhook_sender
 
 AMOUNT = 10_000
 PARTIAL = 3_000
@@ -370,7 +369,6 @@ async def _order(http: httpx.AsyncClient) -> str:
 async def test_sdk_verifies_every_webhook_the_emulator_sends_in_both_versions(
     app: FastAPI, sent_webhooks: list[httpx.Request], settings: Settings
 ) -> None:
-    sandbox: Sandbox = app.state.sandbox
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as http:
         card, account, declined = [await _order(http) for _ in range(3)]
@@ -384,7 +382,7 @@ async def test_sdk_verifies_every_webhook_the_emulator_sends_in_both_versions(
         ]:
             response = await http.post(f"/sandbox/payments/{path}", json=body)
             assert response.status_code == 200, response.text
-    await sandbox.sender.drain()
+    await webhook_sender(app).drain()
     secret = settings.portone_webhook_secrets[0].get_secret_value()
 
     verified = [verify(secret, r.content.decode(), r.headers) for r in sent_webhooks]
@@ -407,7 +405,7 @@ async def test_sdk_verifies_every_webhook_the_emulator_sends_in_both_versions(
         ("Paid", account),
         ("Failed", declined),
     ]
-    assert (sandbox.sender.delivered, sandbox.sender.abandoned) == (12, 0)
+    assert (webhook_sender(app).delivered, webhook_sender(app).abandoned) == (12, 0)
 
 
 async def test_sdk_refuses_an_emulator_webhook_whose_body_was_altered(
@@ -416,7 +414,7 @@ async def test_sdk_refuses_an_emulator_webhook_whose_body_was_altered(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as http:
         await http.post(f"/sandbox/payments/{await _order(http)}/pay", json={})
-    await app.state.sandbox.sender.drain()
+    await webhook_sender(app).drain()
     secret = settings.portone_webhook_secrets[0].get_secret_value()
     request = sent_webhooks[0]
 

@@ -1,0 +1,132 @@
+"""A compensation is done only when PortOne shows it: a cancellation PortOne holds is never
+sent twice, a FAILED one stays owed (and counted) and is tried again after its backoff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import respx
+
+from app.services import Services
+from tests.emulated_portone import EmulatedPortOne
+from tests.helpers import after_backoff, create_order, events, order_row
+from tests.problem_details import assert_problem
+
+TAMPERED = 100
+
+
+@pytest.fixture
+def emulated(portone: respx.MockRouter) -> EmulatedPortOne:
+    return EmulatedPortOne(portone)
+
+
+async def tampered(client: httpx.AsyncClient, emulated: EmulatedPortOne) -> dict[str, Any]:
+    """An order paid with a tampered amount, rejected by its completion."""
+    order = await create_order(client, amount=10_000)
+    emulated.pay(order, amount=TAMPERED)
+    return order
+
+
+async def complete(client: httpx.AsyncClient, order: dict[str, Any]) -> None:
+    answer = await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    assert_problem(answer, 409, "PAYMENT_REJECTED")
+
+
+def cancellations(emulated: EmulatedPortOne, order: dict[str, Any]) -> list[str]:
+    return [c.status for c in emulated.emulator.get(order["paymentId"]).cancellations]
+
+
+async def owed_gauge(client: httpx.AsyncClient) -> float:
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith("compensations_owed "):
+            return float(line.split()[1])
+    raise AssertionError("compensations_owed is not exposed")
+
+
+async def attempts(db: asyncpg.Connection, order: dict[str, Any]) -> list[str]:
+    return [
+        e["detail"] for e in await events(db, order["orderId"]) if e["source"] == "compensation"
+    ]
+
+
+async def test_a_cancellation_portone_fails_stays_owed_counted_and_is_retried_after_backoff(
+    client: httpx.AsyncClient,
+    emulated: EmulatedPortOne,
+    services: Services,
+    db: asyncpg.Connection,
+) -> None:
+    order = await tampered(client, emulated)
+    emulated.next_cancellation(order, "FAILED")
+
+    await complete(client, order)
+
+    row = await order_row(db, order["orderId"])
+    assert (row["status"], row["compensation_status"]) == ("REJECTED", "OWED")
+    assert row["compensation_next_attempt_at"] is not None
+    assert await owed_gauge(client) == 1
+    assert cancellations(emulated, order) == ["FAILED"]
+    await services.reconciler().run_pass()
+    assert cancellations(emulated, order) == ["FAILED"]  # not before its backoff
+
+    await after_backoff(db, order["orderId"])
+    await services.reconciler().run_pass()
+
+    assert cancellations(emulated, order) == ["FAILED", "SUCCEEDED"]
+    assert (await order_row(db, order["orderId"]))["compensation_status"] == "DONE"
+    assert await owed_gauge(client) == 0
+    first, second = await attempts(db, order)
+    assert "FAILED" in first
+    assert "SUCCEEDED" in second
+
+
+async def test_a_cancellation_portone_holds_is_never_sent_again_and_settles_from_the_payment(
+    client: httpx.AsyncClient,
+    emulated: EmulatedPortOne,
+    services: Services,
+    db: asyncpg.Connection,
+) -> None:
+    order = await tampered(client, emulated)
+    emulated.next_cancellation(order, "REQUESTED")
+
+    await complete(client, order)
+    await after_backoff(db, order["orderId"])
+    await services.reconciler().run_pass()
+
+    row = await order_row(db, order["orderId"])
+    assert row["compensation_status"] == "REQUESTED"
+    held = emulated.emulator.get(order["paymentId"]).cancellations[0].id
+    assert row["compensation_cancellation_id"] == held
+    assert cancellations(emulated, order) == ["REQUESTED"]  # the pass did not send again
+    assert await owed_gauge(client) == 1
+
+    emulated.settle(order, "SUCCEEDED")
+    await emulated.deliver_webhooks(client)
+
+    row = await order_row(db, order["orderId"])
+    assert (row["status"], row["compensation_status"]) == ("REJECTED", "DONE")
+    assert row["refunded_amount"] == TAMPERED
+    assert cancellations(emulated, order) == ["SUCCEEDED"]
+    assert await owed_gauge(client) == 0
+
+
+async def test_a_held_cancellation_portone_fails_is_owed_again_and_cancelled_once(
+    client: httpx.AsyncClient,
+    emulated: EmulatedPortOne,
+    services: Services,
+    db: asyncpg.Connection,
+) -> None:
+    order = await tampered(client, emulated)
+    emulated.next_cancellation(order, "REQUESTED")
+    await complete(client, order)
+    emulated.settle(order, "FAILED")  # no webhook: the reconciler re-reads what is held
+
+    await services.reconciler().run_pass()  # settles it FAILED: owed again, and due
+
+    assert cancellations(emulated, order) == ["FAILED", "SUCCEEDED"]
+    assert (await order_row(db, order["orderId"]))["compensation_status"] == "DONE"
+    await after_backoff(db, order["orderId"])
+    await services.reconciler().run_pass()
+    assert cancellations(emulated, order) == ["FAILED", "SUCCEEDED"]
