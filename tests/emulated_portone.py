@@ -62,15 +62,13 @@ class EmulatedPortOne:
 
     def pay(self, order: dict[str, Any], **changes: Any) -> EmulatedPayment:
         """The customer pays for `order` (another `amount` is a tampered payment)."""
-        request = PaymentRequest(
-            payment_id=order["paymentId"],
-            order_name=order["orderName"],
-            amount=changes.get("amount", order["amount"]),
-            currency=changes.get("currency", order["currency"]),
-            method=changes.get("method", "CARD"),
-            channel_type="LIVE",
-        )
-        payment, kinds = self.emulator.pay(request)
+        payment, kinds = self.emulator.pay(_request(order, **changes))
+        self._notify_all(payment, kinds)
+        return payment
+
+    def fail(self, order: dict[str, Any], reason: str = "card declined") -> EmulatedPayment:
+        """The customer's attempt to pay for `order` fails."""
+        payment, kinds = self.emulator.fail(_request(order), reason)
         self._notify_all(payment, kinds)
         return payment
 
@@ -108,3 +106,14 @@ class EmulatedPortOne:
             headers = standard_webhooks.headers(key, f"msg_{secrets.token_hex(8)}", body)
             answers.append(await client.post("/webhooks/portone", content=body, headers=headers))
         return answers
+
+
+def _request(order: dict[str, Any], **changes: Any) -> PaymentRequest:
+    return PaymentRequest(
+        payment_id=order["paymentId"],
+        order_name=order["orderName"],
+        amount=changes.get("amount", order["amount"]),
+        currency=changes.get("currency", order["currency"]),
+        method=changes.get("method", "CARD"),
+        channel_type="LIVE",
+    )

@@ -1,4 +1,5 @@
-"""Schemathesis over the service's own OpenAPI, in-process, with PortOne faked.
+"""Schemathesis over the service's own OpenAPI, in-process, with the sandbox's emulated
+PortOne answering the production client.
 
 Bounded and derandomized for CI. `FUZZ_SEED=<n>` runs other examples (seeded),
 `FUZZ_MAX_EXAMPLES=<n>` runs more of them.
@@ -16,9 +17,9 @@ from schemathesis.python import asgi
 
 from app.main import create_app
 from tests.conftest import TOKEN, make_settings, mocked_portone
+from tests.emulated_portone import EmulatedPortOne
 from tests.fuzz import api_fuzz
 from tests.fuzz.api_fuzz import Known
-from tests.fuzz.fake_portone import FakePortOne
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
 SEED = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else None
@@ -31,25 +32,23 @@ PLAN = api_fuzz.plan(_STATIC)
 
 
 @pytest.fixture(scope="module")
-def fake_portone() -> Iterator[FakePortOne]:
-    fake = FakePortOne()
+def emulated() -> Iterator[EmulatedPortOne]:
     with mocked_portone() as router:
-        fake.install(router)
-        yield fake
+        yield EmulatedPortOne(router)
 
 
 @pytest.fixture(scope="module")
-def served(database_url: str, fake_portone: FakePortOne) -> Iterator[tuple[BaseSchema, Known]]:
+def served(database_url: str, emulated: EmulatedPortOne) -> Iterator[tuple[BaseSchema, Known]]:
     """The schema as the running app serves it, and orders in each interesting state."""
     app = create_app(make_settings(database_url))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app
     try:
         with asgi.get_client(app) as client:  # type: ignore[arg-type]
             orders = api_fuzz.seed_orders(client.post, TOKEN, count=4)
+            emulated.pay(orders[1])
+            emulated.pay(orders[2], method="VIRTUAL_ACCOUNT")
+            emulated.fail(orders[3])
             pending, paid, awaiting, failed = (order["paymentId"] for order in orders)
-            fake_portone.add(paid, status="PAID")
-            fake_portone.add(awaiting, status="VIRTUAL_ACCOUNT_ISSUED", virtual_account=True)
-            fake_portone.add(failed, status="FAILED")
             for payment_id in (paid, awaiting):
                 response = client.post("/payments/complete", json={"paymentId": payment_id})
                 assert response.status_code == 200, response.text
@@ -64,7 +63,7 @@ def served(database_url: str, fake_portone: FakePortOne) -> Iterator[tuple[BaseS
 
 @pytest.mark.parametrize(("label", "pass_name"), PLAN, ids=[f"{p}:{o}" for o, p in PLAN])
 def test_operation(
-    served: tuple[BaseSchema, Known], fake_portone: FakePortOne, label: str, pass_name: str
+    served: tuple[BaseSchema, Known], emulated: EmulatedPortOne, label: str, pass_name: str
 ) -> None:
     schema, known = served
     operation = api_fuzz.find(schema, label)
