@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     portone_api_secret: SecretStr | None = None
     portone_store_id: str | None = None
     portone_channel_key: str | None = None
+    portone_max_in_flight: int = Field(default=100, ge=1, le=10_000)  # per worker process
     portone_webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
     portone_accept_test_payments: bool | None = None
     portone_pre_register: bool = False

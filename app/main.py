@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from app import health, logs, problems
 from app.background import every
 from app.config import Settings, load_settings
-from app.middleware import PublicCors, RequestContext
+from app.middleware import BodyLimit, PublicCors, RequestContext
 from app.orders.router import router as orders_router
 from app.outbox.delivery import new_events_client
 from app.outbox.router import router as outbox_router
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(BodyLimit)
     app.add_middleware(PublicCors, origins=settings.cors_allow_origins)
     app.add_middleware(RequestContext)
     app.include_router(payments_router)

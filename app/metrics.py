@@ -40,8 +40,15 @@ webhooks = Counter(
 )
 portone_requests = Counter(
     "portone_requests_total",
-    "Calls to PortOne's API, by operation and HTTP status (or 'error' with no answer).",
+    "Calls to PortOne's API, by operation and HTTP status ('error' with no answer, "
+    "'refused' when too many were in flight).",
     ["operation", "status"],
+    registry=REGISTRY,
+)
+portone_waits = Counter(
+    "portone_capacity_waits_total",
+    "Calls to PortOne that waited for a free slot (PORTONE_MAX_IN_FLIGHT in flight); those "
+    'still waiting after a second are refused: portone_requests_total{status="refused"}.',
     registry=REGISTRY,
 )
 portone_duration = Histogram(

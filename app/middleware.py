@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, one log line and metrics per request, CORS where public."""
+"""ASGI middleware: request ids, one log line and metrics per request, CORS where public,
+and a bound on request bodies."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logs, metrics
+from app.problems import problem
 
 logger = logging.getLogger("app.http")
 
@@ -74,3 +76,61 @@ class PublicCors:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         public = scope["type"] == "http" and scope["path"] in PUBLIC_PATHS
         await (self.cors if public else self.app)(scope, receive, send)
+
+
+# The most a request body may hold, by path: the public doors take a few hundred bytes.
+BODY_LIMITS = {"/payments/complete": 16 * 1024, "/webhooks/portone": 64 * 1024}
+DEFAULT_BODY_LIMIT = 1024 * 1024
+
+
+class BodyLimit:
+    """Refuses (413 PAYLOAD_TOO_LARGE) a body larger than its path allows, before it is
+    read whole: by its Content-Length, or, sent in chunks, once it passes the limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = BODY_LIMITS.get(scope["path"], DEFAULT_BODY_LIMIT)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        body, more = [], True  # chunked: read up to the limit, then hand it on
+        size = 0
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body.append(message.get("body", b""))
+            size += len(body[-1])
+            more = message.get("more_body", False)
+            if size > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+        await self.app(scope, _replay(b"".join(body), receive), send)
+
+
+def _too_large(limit: int) -> ASGIApp:
+    return problem(
+        413, "PAYLOAD_TOO_LARGE", "Payload too large", f"the body may hold {limit} bytes at most"
+    )
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

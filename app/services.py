@@ -26,7 +26,7 @@ from app.payments.complete import Completion
 from app.payments.inbox import WebhookInbox
 from app.payments.rules import Policy
 from app.payments.sync import PaymentSync
-from app.portone.client import PortOneClient, new_http_client
+from app.portone.client import Cap, PortOneClient, new_http_client
 from app.readiness import Health
 from app.reconcile import Reconciler
 from app.refunds.service import Refunds
@@ -80,11 +80,17 @@ async def open_services(
         settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
     )
     http = new_http_client(
-        portone_base_url or settings.api_base_url, settings.api_secret, portone_transport
+        portone_base_url or settings.api_base_url,
+        settings.api_secret,
+        portone_transport,
+        max_connections=settings.portone_max_in_flight,
     )
     try:
         database = Database(engine)
-        portone = PortOneClient(http, store_id=settings.store_id, observe=metrics.observe_portone)
+        cap = Cap(settings.portone_max_in_flight, on_wait=metrics.portone_waits.inc)
+        portone = PortOneClient(
+            http, store_id=settings.store_id, cap=cap, observe=metrics.observe_portone
+        )
         compensator = Compensator(database, portone)
         outbox = Outbox(settings) if settings.order_events_url else None
         settlement = Settlement(database, outbox)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.main import create_app
+from app.payments import shared
 from app.services import Services
 from tests.database import fresh_database, postgres_server
 from tests.portone_payloads import STORE_ID
@@ -113,3 +114,10 @@ async def client(app: FastAPI, portone: respx.MockRouter) -> AsyncIterator[httpx
 @pytest.fixture
 def internal() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def later_than_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each completion of the test comes later than the not-yet-paid answer of the one
+    before it is reused (as a customer's retry does)."""
+    monkeypatch.setattr(shared, "REUSE_SECONDS", 0.0)

@@ -28,7 +28,7 @@ MALFORMED_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
     "amount above 10^12": ({**ORDER, "amount": 10**12 + 1}, "amount"),
     "empty orderName": ({**ORDER, "orderName": ""}, "orderName"),
     "orderName of 201 chars": ({**ORDER, "orderName": "x" * 201}, "orderName"),
-    "orderName of 1 MB": ({**ORDER, "orderName": "x" * 1_048_576}, "orderName"),
+    "orderName of 512 KB": ({**ORDER, "orderName": "x" * 524_288}, "orderName"),
     "orderName as number": ({**ORDER, "orderName": 42}, "orderName"),
     "missing orderName": ({"amount": 10_000}, "orderName"),
     "lower-case currency": ({**ORDER, "currency": "krw"}, "currency"),

@@ -27,6 +27,7 @@ from app.orders.status import CompensationStatus, OrderStatus
 from app.outbox.writer import Outbox
 from app.payments import disputes
 from app.payments.rules import Decision, OrderTerms, Policy, decide, settle_compensation
+from app.payments.shared import WAITING, SharedReads
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
 from app.portone.models import Payment
@@ -99,6 +100,7 @@ class PaymentSync:
         self._on_compensation_owed = on_compensation_owed
         self._on_applied = on_applied
         self._outbox = outbox
+        self._reads = SharedReads[Observation](_waiting)
 
     async def find(self, payment_id: str) -> Order | None:
         """The order as it stands, without a lock or a transaction."""
@@ -107,9 +109,20 @@ class PaymentSync:
 
     async def sync(self, payment_id: str, source: Source, seen: Order | None = None) -> Observation:
         """Fetch PortOne's truth (no transaction open), then apply it (to `seen`, if given:
-        the order as the caller just read it)."""
-        payment = await self._portone.get_payment(payment_id)
-        return await self.apply(payment_id, payment, source, seen)
+        the order as the caller just read it).
+
+        A completion shares a read in flight for the same payment, or reuses a recent one
+        that left the order waiting (`app.payments.shared`); every other source reads
+        afresh, and its outcome is what completions reuse next.
+        """
+
+        async def read_and_apply() -> Observation:
+            payment = await self._portone.get_payment(payment_id)
+            return await self.apply(payment_id, payment, source, seen)
+
+        if source == Source.COMPLETE:
+            return await self._reads.shared(payment_id, read_and_apply)
+        return await self._reads.fresh(payment_id, read_and_apply)
 
     async def apply(
         self, payment_id: str, payment: Payment, source: Source, seen: Order | None = None
@@ -223,6 +236,11 @@ class PaymentSync:
             changes["va_remittee_name"] = method.remittee_name
             changes["va_expires_at"] = method.expired_at
         return replace(order, **changes)
+
+
+def _waiting(observation: Observation) -> bool:
+    """Whether the order is still waiting for its money after this snapshot."""
+    return observation.order.status in WAITING
 
 
 def _terms(order: Order) -> OrderTerms:

@@ -7,9 +7,11 @@ the tests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -39,13 +41,18 @@ Model = TypeVar("Model", bound=BaseModel)
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 READ_ATTEMPTS = 3
 READ_BUDGET_SECONDS = 20.0  # for all attempts of one read, backoff included
+MAX_IN_FLIGHT = 100
 # Idle connections are dropped before a load balancer would drop them under a write
 # (a write is never retried).
-LIMITS = httpx.Limits(max_connections=100, keepalive_expiry=5.0)
+KEEPALIVE_SECONDS = 5.0
 
 
 def new_http_client(
-    base_url: str, secret: str, transport: httpx.AsyncBaseTransport | None = None
+    base_url: str,
+    secret: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    max_connections: int = MAX_IN_FLIGHT,
 ) -> httpx.AsyncClient:
     """The one client the process shares (the lifespan owns and closes it).
 
@@ -61,7 +68,10 @@ def new_http_client(
             "User-Agent": "portone-verifier",
         },
         timeout=TIMEOUT,
-        transport=transport or AiohttpTransport(limits=LIMITS),
+        transport=transport
+        or AiohttpTransport(
+            limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_SECONDS)
+        ),
         follow_redirects=False,
     )
 
@@ -85,14 +95,58 @@ class _RetryableStatus(Exception):
 
 
 Observer = Callable[[str, str, float], None]
-"""Told of every call: operation, HTTP status (or "error"), seconds."""
+"""Told of every call: operation, HTTP status (or "error", or "refused" by the cap), seconds."""
+
+CAP_WAIT_SECONDS = 1.0  # a call waits this long for a free slot, then is refused
+
+
+class Cap:
+    """At most `size` calls to PortOne in flight in this process (one a connection of the
+    pool); one more waits a moment for a slot and is then refused (as PortOne unavailable),
+    so a flood of calls costs neither PortOne's rate limit nor an unbounded queue."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        wait_seconds: float | None = None,
+        on_wait: Callable[[], object] | None = None,
+    ) -> None:
+        self._slots = asyncio.Semaphore(size)
+        self._wait = wait_seconds
+        self._on_wait = on_wait
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._slots.locked():
+            if self._on_wait is not None:
+                self._on_wait()
+            try:
+                wait = CAP_WAIT_SECONDS if self._wait is None else self._wait
+                await asyncio.wait_for(self._slots.acquire(), wait)
+            except TimeoutError:
+                raise PortOneUnavailable(
+                    "too many calls to PortOne in flight in this process", retry_after=1
+                ) from None
+        else:
+            await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 class PortOneClient:
     def __init__(
-        self, http: httpx.AsyncClient, *, store_id: str, observe: Observer | None = None
+        self,
+        http: httpx.AsyncClient,
+        *,
+        store_id: str,
+        cap: Cap | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self._http = http
+        self._cap = cap or Cap(MAX_IN_FLIGHT)
         self._store_id = store_id
         self._store = {"storeId": store_id}
         # Written into the path once: httpx merges a `params` mapping anew on every call.
@@ -197,13 +251,15 @@ class PortOneClient:
 
     async def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         started = time.perf_counter()
-        status = "error"
+        status = "refused"
         try:
-            if self._http.is_closed:
-                raise httpx.ConnectError("the PortOne client is closed")
-            response = await self._http.request(method, path, **kwargs)
-            status = str(response.status_code)
-            return response
+            async with self._cap.slot():
+                status = "error"
+                if self._http.is_closed:
+                    raise httpx.ConnectError("the PortOne client is closed")
+                response = await self._http.request(method, path, **kwargs)
+                status = str(response.status_code)
+                return response
         finally:
             if self._observe is not None:
                 self._observe(operation, status, time.perf_counter() - started)

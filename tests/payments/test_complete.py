@@ -271,6 +271,7 @@ async def test_failed_payment_is_not_paid_with_its_reason_and_order_stays_pendin
     assert await transitions(db, order["orderId"]) == []
 
 
+@pytest.mark.usefixtures("later_than_reuse")
 async def test_failed_attempt_can_be_retried_with_the_same_payment_id(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,
@@ -494,6 +495,7 @@ async def test_older_snapshot_after_a_newer_cancellation_is_ignored(
     assert (recorded[-1]["from_status"], recorded[-1]["to_status"]) == ("CANCELLED", "CANCELLED")
 
 
+@pytest.mark.usefixtures("later_than_reuse")
 async def test_older_paid_snapshot_seen_by_completion_after_newer_cancellation_is_ignored(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,
