@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     cors_allow_origins: Annotated[list[str], NoDecode] = []
     order_events_url: AnyHttpUrl | None = None
     order_events_secret: SecretStr | None = None
+    public_base_url: AnyHttpUrl | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     _generated: frozenset[str] = PrivateAttr(default=frozenset())
@@ -147,6 +148,13 @@ class Settings(BaseSettings):
     @property
     def api_base_url(self) -> str:
         return str(self.portone_api_base_url or PORTONE_API).rstrip("/")
+
+    @property
+    def redirect_url(self) -> str | None:
+        """Where PortOne's redirect flow brings the customer back (`GET /payments/return`)."""
+        if self.public_base_url is None:
+            return None
+        return str(self.public_base_url).rstrip("/") + "/payments/return"
 
     @property
     def emulated(self) -> bool:

@@ -162,9 +162,23 @@ def migration_head() -> str | None:
     return ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()
 
 
-# SQLSTATE classes of a database that is not there: connection exception, insufficient
-# resources ("too many clients"), operator intervention (shutting down, starting up).
-UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+# SQLSTATE classes of a database that cannot be used: connection exception, insufficient
+# resources ("too many clients"), operator intervention (shutting down, starting up),
+# credentials refused, no such database (both fixed by ops, not by the caller).
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "28", "3D"})
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE Postgres answered with, through SQLAlchemy's wrapping or not."""
+    for cause in (
+        exc,
+        getattr(exc, "orig", None),
+        getattr(getattr(exc, "orig", None), "__cause__", None),
+    ):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate
+    return None
 
 
 def database_unavailable(exc: BaseException) -> bool:

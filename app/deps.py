@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
 from app.errors import Unauthorized
@@ -15,6 +16,7 @@ from app.orders.service import Orders
 from app.outbox.service import OutboxEvents
 from app.payments.complete import Completion
 from app.payments.inbox import WebhookInbox
+from app.payments.landing import ReturnDoor
 from app.payments.sync import PaymentSync
 from app.readiness import Health
 from app.refunds.service import Refunds
@@ -32,6 +34,7 @@ def _service(name: str) -> Callable[[Request], Awaitable[Any]]:
 SettingsDep = Annotated[Settings, Depends(_service("settings"))]
 OrdersDep = Annotated[Orders, Depends(_service("orders"))]
 CompletionDep = Annotated[Completion, Depends(_service("completion"))]
+ReturnDoorDep = Annotated[ReturnDoor, Depends(_service("return_door"))]
 InboxDep = Annotated[WebhookInbox, Depends(_service("inbox"))]
 RefundsDep = Annotated[Refunds, Depends(_service("refunds"))]
 OutboxEventsDep = Annotated[OutboxEvents, Depends(_service("outbox_events"))]
@@ -39,15 +42,23 @@ SyncDep = Annotated[PaymentSync, Depends(_service("sync"))]
 HealthDep = Annotated[Health, Depends(_service("health"))]
 
 
+# Declared in the OpenAPI document (Swagger UI's "Authorize"); checked below, so a wrong
+# or missing token is this service's 401 problem, not FastAPI's 403.
+bearer = HTTPBearer(
+    scheme_name="InternalToken",
+    description="The INTERNAL_API_TOKEN, as `Authorization: Bearer <token>`",
+    auto_error=False,
+)
+
+
 async def require_internal_token(
     settings: SettingsDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     token = settings.internal_api_token
     assert token is not None
-    scheme, _, presented = (authorization or "").partition(" ")
-    expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected):
+    presented = credentials.credentials.encode() if credentials else b""
+    if not hmac.compare_digest(presented, token.get_secret_value().encode()):
         raise Unauthorized("send Authorization: Bearer <INTERNAL_API_TOKEN>")
 
 

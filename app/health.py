@@ -22,7 +22,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses=problem_responses(DatabaseUnavailable))
 async def readyz(health: HealthDep) -> dict[str, str]:
-    """200 when the database answers and its schema is the one this code expects."""
+    """200 when the database answers and its schema is the one this code expects; else 503
+    DATABASE_UNAVAILABLE with its `reason`: unreachable, credentials refused, never
+    migrated, or behind."""
     await health.check_ready()
     return {"status": "ready"}
 

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app import health, logs, problems
+from app import docs, health, logs, problems
 from app.background import every
 from app.config import Settings, load_settings
 from app.middleware import BodyLimit, PublicCors, RequestContext
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with _open(app, settings) as services, new_events_client() as events_http:
             app.state.services = services
+            await services.health.report()
             stopping = asyncio.Event()
             loops = _background(services, events_http, stopping)
             running = [asyncio.create_task(loop) for loop in loops]
@@ -46,7 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Verifies PortOne V2 payments against the shop's orders before anything ships.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
+    docs.install(app)
     problems.install(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(PublicCors, origins=settings.cors_allow_origins)

@@ -24,6 +24,7 @@ from app.outbox.writer import Outbox
 from app.payments.compensation import Compensator
 from app.payments.complete import Completion
 from app.payments.inbox import WebhookInbox
+from app.payments.landing import ReturnDoor
 from app.payments.rules import Policy
 from app.payments.sync import PaymentSync
 from app.portone.client import Cap, PortOneClient, new_http_client
@@ -43,6 +44,7 @@ class Services:
     compensator: Compensator
     orders: Orders
     completion: Completion
+    return_door: ReturnDoor
     inbox: WebhookInbox
     refunds: Refunds
     outbox_events: OutboxEvents
@@ -103,6 +105,7 @@ async def open_services(
             on_applied=settlement.settle,
             outbox=outbox,
         )
+        completion = Completion(sync)
         yield Services(
             settings=settings,
             database=database,
@@ -112,7 +115,8 @@ async def open_services(
             orders=Orders(
                 database, pre_register=portone if settings.portone_pre_register else None
             ),
-            completion=Completion(sync),
+            completion=completion,
+            return_door=ReturnDoor(completion),
             inbox=WebhookInbox(
                 database,
                 sync,

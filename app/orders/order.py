@@ -32,6 +32,7 @@ class Order:
     va_expires_at: datetime | None
     customer: dict[str, Any] | None
     metadata: dict[str, Any]
+    return_url: str | None
     idempotency_key: str | None
     request_hash: str | None
     disputes: list[dict[str, Any]]

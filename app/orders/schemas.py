@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, StrictInt, field_validator
+from pydantic import AfterValidator, Field, StrictInt, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.config import Settings
 from app.orders.order import Order
@@ -15,8 +17,23 @@ from app.text import Text, storable_json
 from app.times import Instant
 
 MAX_METADATA_BYTES = 16_384
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 Text200 = Annotated[Text, Field(max_length=200)]
+
+
+def _return_url(value: str) -> str:
+    """An absolute https URL, or http on this machine (a shop developing locally)."""
+    url = urlsplit(value)
+    local = url.scheme == "http" and (url.hostname or "") in LOCAL_HOSTS
+    if not (url.scheme == "https" or local) or not url.hostname:
+        raise ValueError("must be an absolute https URL (http only on localhost)")
+    if url.username or url.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+ReturnUrl = Annotated[Text, Field(min_length=1, max_length=2000), AfterValidator(_return_url)]
 
 
 class Customer(StrictApiModel):
@@ -32,6 +49,7 @@ class OrderCreate(StrictApiModel):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "KRW"
     customer: Customer | None = None
     metadata: dict[str, Any] = {}
+    return_url: ReturnUrl | None = None
 
     @field_validator("metadata")
     @classmethod
@@ -69,15 +87,25 @@ class DisputeOut(ApiModel):
     resolved_at: Instant | None
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+Optional = Annotated[str | SkipJsonSchema[None], Field(default=None, exclude_if=_absent)]
+"""A parameter the browser SDK types as `string | undefined`: left out, never null."""
+
+
 class Checkout(ApiModel):
-    """Exactly the parameters the browser passes to `PortOne.requestPayment`."""
+    """Exactly the parameters the browser passes to `PortOne.requestPayment`, typed as
+    `@portone/browser-sdk/v2` types its `PaymentRequest` (but `payMethod`, the page's)."""
 
     store_id: str
-    channel_key: str | None
+    channel_key: Optional
     payment_id: str
     order_name: str
     total_amount: int
-    currency: str
+    currency: str  # ISO 4217: KRW
+    redirect_url: Optional
 
 
 class OrderOut(ApiModel):
@@ -93,6 +121,7 @@ class OrderOut(ApiModel):
     rejection_reason: str | None
     customer: dict[str, Any] | None
     metadata: dict[str, Any]
+    return_url: str | None
     refunds: list[RefundOut]
     disputes: list[DisputeOut]
     checkout: Checkout
@@ -122,6 +151,7 @@ class OrderOut(ApiModel):
             rejection_reason=order.rejection_reason,
             customer=order.customer,
             metadata=order.metadata,
+            return_url=order.return_url,
             refunds=[RefundOut.model_validate(refund) for refund in order.refunds],
             disputes=[DisputeOut.model_validate(dispute) for dispute in order.disputes],
             checkout=Checkout(
@@ -130,8 +160,8 @@ class OrderOut(ApiModel):
                 payment_id=order.payment_id,
                 order_name=order.order_name,
                 total_amount=order.amount,
-                # The browser SDK names currencies its own way: CURRENCY_KRW.
-                currency=f"CURRENCY_{order.currency}",
+                currency=order.currency,
+                redirect_url=settings.redirect_url,
             ),
             created_at=order.created_at,
             updated_at=order.updated_at,

@@ -56,6 +56,7 @@ class Orders:
                 currency=data.currency,
                 customer=customer,
                 metadata=data.metadata,
+                return_url=data.return_url,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
             )

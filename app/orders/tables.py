@@ -51,6 +51,8 @@ orders = Table(
     Column("va_expires_at", DateTime(timezone=True)),
     Column("customer", JSONB),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Where the redirect flow lands the customer (`GET /payments/return`).
+    Column("return_url", Text),
     Column("idempotency_key", String(255), unique=True),
     Column("request_hash", String(64)),
     # Mirrors PortOne's `disputes` of the payment, as the API shows them.

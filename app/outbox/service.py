@@ -16,6 +16,10 @@ class OutboxEvents:
         async with self._database.connect() as db:
             return await store.by_state(db, state, limit)
 
+    async def of_order(self, order_id: str) -> list[OutboxEvent]:
+        async with self._database.connect() as db:
+            return await store.of_order(db, order_id)
+
     async def redeliver(self, event_id: str) -> OutboxEvent:
         """Due now, whatever its state; the delivery worker sends it on its next pass."""
         async with self._database.connect() as db:

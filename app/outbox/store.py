@@ -63,6 +63,11 @@ BY_STATE = Query(
     .order_by(outbox_events.c.seq)
     .limit(bindparam("limit", type_=Integer))
 )
+OF_ORDER = Query(
+    select(outbox_events)
+    .where(outbox_events.c.order_id == bindparam("order_id", type_=String))
+    .order_by(outbox_events.c.seq)
+)
 REDELIVER = Query(
     update(outbox_events)
     .where(_by_id)
@@ -103,6 +108,10 @@ async def record_attempt(
 
 async def by_state(db: asyncpg.Connection, state: DeliveryState, limit: int) -> list[OutboxEvent]:
     return [OutboxEvent.of(r) for r in await BY_STATE.rows(db, state=state, limit=limit)]
+
+
+async def of_order(db: asyncpg.Connection, order_id: str) -> list[OutboxEvent]:
+    return [OutboxEvent.of(r) for r in await OF_ORDER.rows(db, order_id=order_id)]
 
 
 async def redeliver(db: asyncpg.Connection, event_id: str) -> OutboxEvent | None:

@@ -1,4 +1,5 @@
-"""`/payments/complete`: the browser says it paid; PortOne says whether it did."""
+"""`/payments/complete` and `/payments/return`: the browser says it paid; PortOne says
+whether it did."""
 
 from __future__ import annotations
 
@@ -26,19 +27,33 @@ class Completion:
 
     async def complete(self, payment_id: str) -> Order:
         """The order when it ends PAID or AWAITING_DEPOSIT; otherwise the problem that says why."""
-        order = await self._sync.find(payment_id)
-        if order is None:
-            raise OrderNotFound(f"no order has paymentId {payment_id}")
+        order, observation = await self.verify(payment_id)
+        if observation is None:
+            return _outcome(order, order.portone_status, None, None)
+        return _outcome_of(observation)
+
+    async def verify(self, payment_id: str) -> tuple[Order, Observation | None]:
+        """The order after verifying its payment (and what PortOne showed, unless the order
+        was settled already). Raises OrderNotFound, PaymentNotPaid when PortOne has no
+        such payment, and PortOne's own errors."""
+        order = await self.order_of(payment_id)
         if order.status in ANSWERED_FROM_DATABASE:
             # Settled orders change only through webhooks and the reconciler; no PortOne call.
-            return _outcome(order, order.portone_status, None, None)
+            return order, None
         try:
             observation = await self._sync.sync(payment_id, Source.COMPLETE, seen=order)
         except PaymentNotFound:
             raise PaymentNotPaid(
                 "PortOne has no payment with this id", portone_status=None, failure_reason=None
             ) from None
-        return _outcome_of(observation)
+        return observation.order, observation
+
+    async def order_of(self, payment_id: str) -> Order:
+        """The order as it stands (no PortOne call, so an unknown paymentId costs nothing)."""
+        order = await self._sync.find(payment_id)
+        if order is None:
+            raise OrderNotFound(f"no order has paymentId {payment_id}")
+        return order
 
 
 def _outcome_of(observation: Observation) -> Order:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import Field
 
-from app.deps import CompletionDep, InboxDep, SettingsDep
+from app.deps import CompletionDep, InboxDep, ReturnDoorDep, SettingsDep
 from app.errors import (
     OrderNotFound,
     PaymentNotPaid,
@@ -40,6 +41,36 @@ async def complete(
 ) -> OrderOut:
     order = await completion.complete(body.payment_id)
     return OrderOut.present(order, settings)
+
+
+Short = Annotated[Text, Query(max_length=200)]
+
+
+@router.get(
+    "/payments/return",
+    response_class=HTMLResponse,
+    responses={
+        200: {"description": "The order has no returnUrl: a page saying what happened"},
+        303: {"description": "To the order's returnUrl, with orderId, paymentId and status"},
+        404: {"description": "No order has this paymentId: a page saying so"},
+        422: problem_responses()[422],
+    },
+)
+async def payment_return(
+    door: ReturnDoorDep,
+    payment_id: Annotated[Text, Query(alias="paymentId", min_length=1, max_length=200)],
+    tx_id: Annotated[Short | None, Query(alias="txId")] = None,
+    code: Short | None = None,
+    message: Annotated[Text | None, Query(max_length=2000)] = None,
+) -> Response:
+    """The redirect flow's landing, as PortOne's redirect calls it: without `code` the
+    payment is verified as `/payments/complete` verifies it, then the customer is sent to
+    the order's `returnUrl` with `orderId`, `paymentId` and `status` (the order's status,
+    or `FAILED` with PortOne's `code` and `message`)."""
+    landing = await door.land(payment_id, code=code, message=message)
+    if landing.location is not None:
+        return RedirectResponse(landing.location, status_code=303)
+    return HTMLResponse(landing.page, status_code=landing.status)
 
 
 class WebhookAck(ApiModel):

@@ -1,4 +1,5 @@
-"""The sandbox's customer and console: pay, deposit, fail, cancel; and the demo's orders."""
+"""The sandbox's customer, PortOne's console and the card company: pay, deposit, fail,
+cancel, settle a cancellation, dispute."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictInt
 
-from app.deps import OrdersDep, SettingsDep, SyncDep
+from app.deps import SyncDep
 from app.errors import OrderNotFound
-from app.orders.router import OrderId
-from app.orders.schemas import OrderCreate, OrderOut
 from app.payments.sync import PaymentSync
 from app.problems import problem_responses
 from app.sandbox.payments import EmulatedPayment, PaymentRequest
@@ -27,7 +26,6 @@ router = APIRouter(
 )
 
 PaymentId = Annotated[Text, Path(min_length=1, max_length=200)]
-DEMO_PRODUCT = OrderCreate(order_name="Waffle trainer 2", amount=10_000)
 
 
 class Pay(StrictApiModel):
@@ -128,19 +126,6 @@ async def dispute(payment_id: PaymentId, body: DisputeChange, request: Request) 
 async def _changed(request: Request, payment: EmulatedPayment, webhooks: list[str]) -> JSONResponse:
     await sandbox_of(request).changed(payment, webhooks)
     return JSONResponse(payment.body())
-
-
-@router.post("/checkout", status_code=201)
-async def checkout(orders: OrdersDep, settings: SettingsDep) -> OrderOut:
-    """The demo shop's backend creating an order, so no token ever reaches the browser."""
-    order, _ = await orders.create(DEMO_PRODUCT, idempotency_key=None)
-    return OrderOut.present(order, settings)
-
-
-@router.get("/orders/{order_id}")
-async def demo_order(order_id: OrderId, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
-    """The demo page's view of its own order."""
-    return OrderOut.present(await orders.get(order_id), settings)
 
 
 async def _attempt(sync: PaymentSync, payment_id: str, body: Pay) -> PaymentRequest:

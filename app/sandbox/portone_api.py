@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from app.sandbox.emulator import EmulatorError
 from app.sandbox.payments import EmulatedPayment
@@ -17,8 +19,33 @@ from app.sandbox.state import Sandbox, sandbox_of
 
 PREFIX = "/sandbox/portone"  # where the service serves it
 
+
+class Recorded(APIRoute):
+    """A route of the emulated API that notes each call it answers, by payment."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def recorded(request: Request) -> Response:
+            status = 500
+            try:
+                response = await handle(request)
+                status = response.status_code
+                return response
+            except EmulatorError as exc:
+                status = exc.status
+                raise
+            finally:
+                payment_id = request.path_params.get("payment_id")
+                if payment_id is not None:
+                    path = request.url.path.removeprefix(PREFIX)
+                    sandbox_of(request).called(payment_id, request.method, path, status)
+
+        return recorded
+
+
 # PortOne's API, not this service's: described by PortOne's own OpenAPI, not ours.
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=Recorded)
 
 
 def emulated_portone(sandbox: Sandbox) -> FastAPI:

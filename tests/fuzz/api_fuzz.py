@@ -57,6 +57,13 @@ class Known:
     payment_ids: list[str] = field(default_factory=list)
 
 
+def prepared(schema: BaseSchema) -> BaseSchema:
+    """The schema as these passes use it: the bearer token is theirs to send (the
+    `unauthenticated` pass sends none), not a parameter to generate."""
+    schema.config.generation.update(with_security_parameters=False)
+    return schema
+
+
 def operations(schema: BaseSchema) -> list[Operation]:
     found = []
     for result in schema.get_all_operations():

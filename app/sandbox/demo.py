@@ -1,0 +1,91 @@
+"""The demo shop: its checkout page at `/`, and the few calls its backend would make for
+it (the page never holds the internal token, as a shop's page never would)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+
+from app.deps import OrdersDep, OutboxEventsDep, RefundsDep, SettingsDep
+from app.orders.router import OrderId
+from app.orders.schemas import HistoryEntryOut, OrderCreate, OrderOut
+from app.problems import problem_responses
+from app.refunds.schemas import RefundRequest
+from app.sandbox.state import sandbox_of
+from app.schemas import ApiModel, StrictApiModel
+
+router = APIRouter(prefix="/sandbox", tags=["sandbox: the demo shop"])
+PAGE = files(__package__).joinpath("demo.html")
+ICON = files(__package__).joinpath("favicon.svg")
+PRODUCT = {"order_name": "Waffle trainer 2", "amount": 10_000}
+
+
+async def demo_page() -> HTMLResponse:
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+
+async def favicon() -> Response:
+    return Response(ICON.read_bytes(), media_type="image/svg+xml")
+
+
+@router.post("/checkout", status_code=201)
+async def checkout(request: Request, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
+    """The shop's backend creating the order; the redirect flow comes back to this page."""
+    page = str(request.url_for("demo_page"))
+    order, _ = await orders.create(OrderCreate(**PRODUCT, return_url=page), idempotency_key=None)
+    return OrderOut.present(order, settings)
+
+
+class Timeline(ApiModel):
+    """Everything the service decided about an order, and what it asked PortOne."""
+
+    order: OrderOut
+    history: list[HistoryEntryOut]
+    order_events: list[dict[str, Any]]
+    portone_calls: list[dict[str, Any]]
+
+
+@router.get("/orders/{order_id}", responses=problem_responses(404))
+async def timeline(
+    order_id: OrderId,
+    request: Request,
+    orders: OrdersDep,
+    outbox: OutboxEventsDep,
+    settings: SettingsDep,
+) -> Timeline:
+    """The order, its history, the order events for the shop and PortOne's calls."""
+    order = await orders.get(order_id)
+    history = await orders.history(order_id)
+    events = await outbox.of_order(order_id)
+    return Timeline(
+        order=OrderOut.present(order, settings),
+        history=[HistoryEntryOut.model_validate(dict(entry)) for entry in history],
+        order_events=[
+            {"type": e.type, "state": e.state, "createdAt": e.created_at} for e in events
+        ],
+        portone_calls=list(sandbox_of(request).calls.get(order.payment_id, [])),
+    )
+
+
+class DemoRefund(StrictApiModel):
+    amount: int | None = None
+
+
+@router.post("/orders/{order_id}/refund", responses=problem_responses(404, 409, 422, 502))
+async def refund(
+    order_id: OrderId,
+    refunds: RefundsDep,
+    settings: SettingsDep,
+    response: Response,
+    body: DemoRefund | None = None,
+) -> OrderOut:
+    """The shop's backend refunding: 200 once PortOne's cancellation SUCCEEDED, 202 while
+    PortOne holds it (settle it with the sandbox's cancellation control)."""
+    request = RefundRequest(amount=(body or DemoRefund()).amount, reason="refunded from the demo")
+    outcome = await refunds.refund(order_id, request, idempotency_key=None)
+    if not outcome.settled:
+        response.status_code = 202
+    return OrderOut.present(outcome.order, settings)
