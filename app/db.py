@@ -166,6 +166,9 @@ def migration_head() -> str | None:
 # resources ("too many clients"), operator intervention (shutting down, starting up),
 # credentials refused, no such database (both fixed by ops, not by the caller).
 UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "28", "3D"})
+# A table or column the code needs is missing: the schema is behind it (or was never
+# migrated), and ops' `alembic upgrade head` puts that right.
+SCHEMA_BEHIND_SQLSTATES = frozenset({"42P01", "42703"})
 
 
 def sqlstate_of(exc: BaseException) -> str | None:
@@ -200,6 +203,8 @@ def database_unavailable(exc: BaseException) -> bool:
         if isinstance(cause, asyncpg.InterfaceError | OSError):
             return True
         sqlstate = getattr(cause, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
+        if isinstance(sqlstate, str) and (
+            sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in SCHEMA_BEHIND_SQLSTATES
+        ):
             return True
     return False

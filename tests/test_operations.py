@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,8 +28,10 @@ from app import __main__ as app_cli
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
+from tests.database import admin
 from tests.helpers import INTERNAL, create_order, portone_returns, post_webhook
 from tests.portone_payloads import STORE_ID, payment_body
+from tests.problem_details import assert_problem
 from tests.processes import free_port
 
 API_SECRET = "portone-secret-that-must-not-leak"
@@ -325,8 +328,50 @@ async def test_readiness_fails_while_migrations_are_behind(
         await db.execute("UPDATE alembic_version SET version_num = $1", revision)
 
     assert behind.status_code == 503
+    assert behind.json()["reason"] == "behind"
     assert "alembic upgrade head" in behind.json()["detail"]
     assert (await client.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("database", "reason"),
+    [
+        ("never-migrated", "never migrated"),
+        ("refused-credentials", "credentials refused"),
+        ("nowhere", "unreachable"),
+    ],
+)
+async def test_readiness_says_why_the_database_is_not_ready_and_never_answers_500(
+    database_url: str, database: str, reason: str
+) -> None:
+    server = make_url(database_url)
+    name = f"verifier_unmigrated_{secrets.token_hex(4)}"
+    url = {
+        "never-migrated": server.set(database=name),
+        "refused-credentials": server.set(username="nobody_at_all"),
+        "nowhere": server.set(host="127.0.0.1", port=free_port()),
+    }[database]
+    if database == "never-migrated":
+        await admin(database_url, f'CREATE DATABASE "{name}"')
+    try:
+        application = create_app(make_settings(url.render_as_string(hide_password=False)))
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://service.test"
+            ) as client:
+                ready = await client.get("/readyz")
+                order = await client.post(
+                    "/orders", json={"orderName": "W", "amount": 1}, headers=INTERNAL
+                )
+    finally:
+        if database == "never-migrated":
+            await admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    problem = assert_problem(ready, 503, "DATABASE_UNAVAILABLE")
+    assert problem["reason"] == reason
+    assert "Retry-After" in ready.headers
+    assert order.status_code != 500, order.text
 
 
 async def test_cors_allows_configured_origins_on_public_endpoints_only(

@@ -85,7 +85,7 @@ async def test_created_order_is_pending_with_browser_checkout(
         "paymentId": order["paymentId"],
         "orderName": "Waffle trainer 2",
         "totalAmount": 10_000,
-        "currency": "CURRENCY_KRW",
+        "currency": "KRW",
     }
     assert utc(order["createdAt"]) <= utc(order["updatedAt"])
 
@@ -112,7 +112,7 @@ async def test_currency_defaults_to_krw(client: httpx.AsyncClient, db: asyncpg.C
     assert response.status_code == 201, response.text
     order = response.json()
     assert order["currency"] == "KRW"
-    assert order["checkout"]["currency"] == "CURRENCY_KRW"
+    assert order["checkout"]["currency"] == "KRW"
     assert order["customer"] is None
     assert order["metadata"] == {}
     row = await db.fetchrow("SELECT currency FROM orders WHERE id = $1", order["orderId"])
