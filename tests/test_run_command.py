@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,3 +86,40 @@ def test_run_command_serves_the_sandbox_on_embedded_postgres_and_stops_it(
     assert f"{base}/docs" in output
     assert process.returncode == 0, output
     assert not _alive(postmaster)
+
+
+def test_run_command_on_a_busy_port_says_so_and_starts_nothing(fresh_copy: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+        run = subprocess.run(
+            [sys.executable, "scripts/run.py", "--port", str(port)],
+            cwd=fresh_copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"port {port} is in use" in run.stdout
+    assert "internal token" not in run.stdout
+    assert not (fresh_copy / ".data").exists()
+
+
+def test_run_command_help_tells_the_port_it_would_use(fresh_copy: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PORT": "8123"}
+    run = subprocess.run(
+        [sys.executable, "scripts/run.py", "--help"],
+        cwd=fresh_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    assert "default: 8123" in run.stdout
