@@ -28,6 +28,7 @@ import _venv
 _venv.enter()
 
 DATA = _venv.ROOT / ".data" / "postgres"
+TOKEN_FILE = _venv.ROOT / ".data" / "internal-token"
 DATABASE = "verifier"
 
 
@@ -110,6 +111,9 @@ def main() -> int:
     if env["PORTONE_MODE"] == "sandbox":
         env.setdefault("INTERNAL_API_TOKEN", secrets.token_urlsafe(24))
         env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{args.port}")
+        # For the README's walk-through, which reads it from here (a sandbox's, not a secret).
+        TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+        TOKEN_FILE.write_text(env["INTERNAL_API_TOKEN"] + "\n")
     with _database(env) as url:
         env["DATABASE_URL"] = url
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)

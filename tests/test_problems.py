@@ -33,6 +33,7 @@ MALFORMED_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
     "missing orderName": ({"amount": 10_000}, "orderName"),
     "lower-case currency": ({**ORDER, "currency": "krw"}, "currency"),
     "four-letter currency": ({**ORDER, "currency": "KRWW"}, "currency"),
+    "a currency PortOne does not take": ({**ORDER, "currency": "XYZ"}, "currency"),
     "unknown field": ({**ORDER, "discount": 5_000}, "discount"),
     "metadata over 16 KiB": ({**ORDER, "metadata": {"blob": "x" * 16_385}}, "metadata"),
     "metadata as list": ({**ORDER, "metadata": ["a"]}, "metadata"),

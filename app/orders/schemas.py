@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, StrictInt, field_validator
+from pydantic import AfterValidator, Field, StrictInt, WithJsonSchema, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from app.config import Settings
 from app.orders.order import Order
+from app.portone.currencies import CURRENCIES
 from app.schemas import ApiModel, StrictApiModel
 from app.text import Text, storable_json
 from app.times import Instant
@@ -33,6 +34,15 @@ def _return_url(value: str) -> str:
     return value
 
 
+def _portone_currency(value: str) -> str:
+    if value not in CURRENCIES:
+        raise ValueError("must be a currency PortOne takes: an ISO 4217 code, e.g. KRW")
+    return value
+
+
+CURRENCY_SCHEMA = WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})
+Currency = Annotated[str, AfterValidator(_portone_currency), CURRENCY_SCHEMA]
+
 ReturnUrl = Annotated[Text, Field(min_length=1, max_length=2000), AfterValidator(_return_url)]
 
 
@@ -46,7 +56,7 @@ class Customer(StrictApiModel):
 class OrderCreate(StrictApiModel):
     order_name: Annotated[Text, Field(min_length=1, max_length=200)]
     amount: Annotated[StrictInt, Field(ge=1, le=10**12)]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "KRW"
+    currency: Currency = "KRW"
     customer: Customer | None = None
     metadata: dict[str, Any] = {}
     return_url: ReturnUrl | None = None
@@ -104,7 +114,7 @@ class Checkout(ApiModel):
     payment_id: str
     order_name: str
     total_amount: int
-    currency: str  # ISO 4217: KRW
+    currency: Annotated[str, CURRENCY_SCHEMA]
     redirect_url: Optional
 
 
