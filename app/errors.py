@@ -15,7 +15,8 @@
     ├── RefundFailed                  502 REFUND_FAILED           (PortOne refused it)
     ├── WebhookSignatureInvalid       400 WEBHOOK_SIGNATURE_INVALID
     ├── WebhookPayloadInvalid         400 WEBHOOK_PAYLOAD_INVALID
-    └── DatabaseUnavailable           503 DATABASE_UNAVAILABLE    (Retry-After)
+    ├── PayloadTooLarge               413 PAYLOAD_TOO_LARGE       (before the body is read)
+    └── DatabaseUnavailable           503 DATABASE_UNAVAILABLE    (Retry-After; reason)
 
 PortOne's own failures are `app.portone.errors.PortOneError`s; `app.problems` renders
 them as PORTONE_UNAVAILABLE (503) and PORTONE_REJECTED_CREDENTIALS (502). Nothing here
@@ -101,6 +102,10 @@ class WebhookSignatureInvalid(ServiceError):
 
 class WebhookPayloadInvalid(ServiceError):
     status, code, title = 400, "WEBHOOK_PAYLOAD_INVALID", "Webhook payload invalid"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code, title = 413, "PAYLOAD_TOO_LARGE", "Payload too large"
 
 
 class DatabaseUnavailable(ServiceError):

@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logs, metrics
+from app.errors import PayloadTooLarge
 from app.problems import problem
 
 logger = logging.getLogger("app.http")
@@ -118,9 +119,8 @@ class BodyLimit:
 
 
 def _too_large(limit: int) -> ASGIApp:
-    return problem(
-        413, "PAYLOAD_TOO_LARGE", "Payload too large", f"the body may hold {limit} bytes at most"
-    )
+    error = PayloadTooLarge(f"the body may hold {limit} bytes at most")
+    return problem(error.status, error.code, error.title, error.detail)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -1,0 +1,68 @@
+"""The README's walk-through, run as a reader runs it: each marked block pasted in turn
+into one shell, against the sandbox, answering what the README shows."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import TOKEN, make_settings
+from tests.live_server import serving
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"<!-- walkthrough -->\n```sh\n(.*?)```\n(?:```text\n(.*?)```)?", re.S)
+DOCUMENTED = "http://127.0.0.1:8000"
+SEPARATOR = "=== next block ==="
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(
+        database_url,
+        portone_mode="sandbox",
+        portone_api_base_url=None,
+        portone_accept_test_payments=None,
+    )
+
+
+@pytest.fixture
+def sandbox(settings: Settings, db: asyncpg.Connection) -> Iterator[str]:
+    with serving(create_app(settings)) as url:
+        yield url
+
+
+def walkthrough() -> list[tuple[str, str | None]]:
+    blocks = BLOCK.findall((ROOT / "README.md").read_text())
+    return [(code, shown or None) for code, shown in blocks]
+
+
+def test_the_readme_has_a_walkthrough() -> None:
+    assert len(walkthrough()) >= 5
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
+def test_the_readme_walkthrough_answers_what_it_shows(sandbox: str, tmp_path: Path) -> None:
+    (tmp_path / ".data").mkdir()
+    (tmp_path / ".data" / "internal-token").write_text(TOKEN + "\n")  # as the run command does
+    blocks = walkthrough()
+    script = f"\necho {SEPARATOR}\n".join(code.replace(DOCUMENTED, sandbox) for code, _ in blocks)
+
+    run = subprocess.run(
+        [BASH, "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    answers = run.stdout.split(SEPARATOR + "\n")
+    assert len(answers) == len(blocks)
+    for (code, shown), answer in zip(blocks, answers, strict=True):
+        if shown is not None:
+            assert answer == shown, f"{code}\nanswered:\n{answer}\nthe README shows:\n{shown}"
