@@ -221,7 +221,7 @@ class Reconciler:
             summary.checked += 1
             try:
                 with logs.bound():
-                    observation = await self._sync.apply(payment_id, payment, Source.RECONCILE)
+                    observation = await self._sync.apply_read(payment_id, payment, Source.RECONCILE)
             except Exception as exc:
                 _failed(summary, exc, "applying PortOne's change to %s failed", payment_id)
                 continue

@@ -76,7 +76,7 @@ class Observation:
 
 
 CompensationHook = Callable[[str, Payment], Awaitable[object]]
-RefundsHook = Callable[[Order, Payment], Awaitable[object]]
+AppliedHook = Callable[[Order, Payment], Awaitable[object]]
 
 
 class PaymentSync:
@@ -88,7 +88,7 @@ class PaymentSync:
         *,
         auto_cancel: bool,
         on_compensation_owed: CompensationHook | None = None,
-        on_applied: RefundsHook | None = None,
+        on_applied: AppliedHook | None = None,
         outbox: Outbox | None = None,
     ) -> None:
         """`on_compensation_owed` runs the compensation a rejection owes; `on_applied` is
@@ -123,6 +123,11 @@ class PaymentSync:
         if source == Source.COMPLETE:
             return await self._reads.shared(payment_id, read_and_apply)
         return await self._reads.fresh(payment_id, read_and_apply)
+
+    async def apply_read(self, payment_id: str, payment: Payment, source: Source) -> Observation:
+        """Apply a payment read afresh elsewhere (PortOne's list of changed payments); what
+        completions reuse next."""
+        return await self._reads.fresh(payment_id, lambda: self.apply(payment_id, payment, source))
 
     async def apply(
         self, payment_id: str, payment: Payment, source: Source, seen: Order | None = None
