@@ -359,6 +359,7 @@ async def live(database_url: str, db: asyncpg.Connection) -> AsyncIterator[httpx
         ("POST", "/sandbox/payments/pay_1/cancel"),
         ("POST", "/sandbox/checkout"),
         ("GET", "/sandbox/orders/ord_1"),
+        ("POST", "/sandbox/reconcile"),
     ],
 )
 async def test_live_mode_has_no_sandbox_routes(
