@@ -3,6 +3,7 @@ it (the page never holds the internal token, as a shop's page never would)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from importlib.resources import files
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.problems import problem_responses
 from app.refunds.schemas import RefundRequest
 from app.sandbox.state import sandbox_of
 from app.schemas import ApiModel, StrictApiModel
+from app.services import Services
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox: the demo shop"])
 PAGE = files(__package__).joinpath("demo.html")
@@ -35,9 +37,11 @@ async def favicon() -> Response:
 @router.post("/checkout", status_code=201)
 async def checkout(request: Request, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
     """The shop's backend creating the order; the redirect flow comes back to this page
-    (when its address may be a returnUrl: https, or http on this machine)."""
+    when its address may be a `returnUrl` (https, or http on localhost), else it ends on
+    the service's own landing page."""
+    page = str(request.url_for("demo_page"))
     try:
-        product = OrderCreate(**PRODUCT, return_url=str(request.url_for("demo_page")))
+        product = OrderCreate(**PRODUCT, return_url=page)
     except ValidationError:
         product = OrderCreate(**PRODUCT)
     order, _ = await orders.create(product, idempotency_key=None)
@@ -45,12 +49,15 @@ async def checkout(request: Request, orders: OrdersDep, settings: SettingsDep) -
 
 
 class Timeline(ApiModel):
-    """Everything the service decided about an order, and what it asked PortOne."""
+    """Everything the service decided about an order, what it asked PortOne, and the
+    payment as the emulated PortOne holds it (what PortOne's console would show; the
+    page finds a held cancellation there to settle it)."""
 
     order: OrderOut
     history: list[HistoryEntryOut]
     order_events: list[dict[str, Any]]
     portone_calls: list[dict[str, Any]]
+    portone_payment: dict[str, Any] | None
 
 
 @router.get("/orders/{order_id}", responses=problem_responses(404))
@@ -65,13 +72,16 @@ async def timeline(
     order = await orders.get(order_id)
     history = await orders.history(order_id)
     events = await outbox.of_order(order_id)
+    sandbox = sandbox_of(request)
+    payment = sandbox.emulator.payments.get(order.payment_id)
     return Timeline(
         order=OrderOut.present(order, settings),
         history=[HistoryEntryOut.model_validate(dict(entry)) for entry in history],
         order_events=[
             {"type": e.type, "state": e.state, "createdAt": e.created_at} for e in events
         ],
-        portone_calls=list(sandbox_of(request).calls.get(order.payment_id, [])),
+        portone_calls=list(sandbox.calls.get(order.payment_id, [])),
+        portone_payment=None if payment is None else payment.body(),
     )
 
 
@@ -94,3 +104,19 @@ async def refund(
     if not outcome.settled:
         response.status_code = 202
     return OrderOut.present(outcome.order, settings)
+
+
+class ReconcilerPass(ApiModel):
+    checked: int
+    changed: int
+    failed: int
+    compensated: int
+    skipped: bool  # another pass was running
+
+
+@router.post("/reconcile")
+async def reconcile(request: Request) -> ReconcilerPass:
+    """One reconciler pass now, as `python -m app reconcile` runs it, rather than at its
+    next beat (RECONCILE_INTERVAL_SECONDS)."""
+    services: Services = request.app.state.services
+    return ReconcilerPass(**asdict(await services.reconciler().run_pass()))
