@@ -19,6 +19,7 @@ from app.payments.inbox import WebhookInbox
 from app.payments.landing import ReturnDoor
 from app.payments.sync import PaymentSync
 from app.readiness import Health
+from app.reconcile import Reconciler
 from app.refunds.service import Refunds
 
 
@@ -40,6 +41,13 @@ RefundsDep = Annotated[Refunds, Depends(_service("refunds"))]
 OutboxEventsDep = Annotated[OutboxEvents, Depends(_service("outbox_events"))]
 SyncDep = Annotated[PaymentSync, Depends(_service("sync"))]
 HealthDep = Annotated[Health, Depends(_service("health"))]
+
+
+async def _reconciler(request: Request) -> Reconciler:
+    return request.app.state.services.reconciler()  # type: ignore[no-any-return]
+
+
+ReconcilerDep = Annotated[Reconciler, Depends(_reconciler)]
 
 
 # Declared in the OpenAPI document (Swagger UI's "Authorize"); checked below, so a wrong

@@ -11,14 +11,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from app.deps import OrdersDep, OutboxEventsDep, RefundsDep, SettingsDep
+from app.deps import OrdersDep, OutboxEventsDep, ReconcilerDep, RefundsDep, SettingsDep
 from app.orders.router import OrderId
 from app.orders.schemas import HistoryEntryOut, OrderCreate, OrderOut
 from app.problems import problem_responses
 from app.refunds.schemas import RefundRequest
 from app.sandbox.state import sandbox_of
 from app.schemas import ApiModel, StrictApiModel
-from app.services import Services
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox: the demo shop"])
 PAGE = files(__package__).joinpath("demo.html")
@@ -115,8 +114,7 @@ class ReconcilerPass(ApiModel):
 
 
 @router.post("/reconcile")
-async def reconcile(request: Request) -> ReconcilerPass:
+async def reconcile(reconciler: ReconcilerDep) -> ReconcilerPass:
     """One reconciler pass now, as `python -m app reconcile` runs it, rather than at its
     next beat (RECONCILE_INTERVAL_SECONDS)."""
-    services: Services = request.app.state.services
-    return ReconcilerPass(**asdict(await services.reconciler().run_pass()))
+    return ReconcilerPass(**asdict(await reconciler.run_pass()))
