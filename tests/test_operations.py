@@ -8,8 +8,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +28,7 @@ from app.main import create_app
 from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
 from tests.database import admin
 from tests.helpers import INTERNAL, create_order, portone_returns, post_webhook
+from tests.live_server import service_process
 from tests.portone_payloads import STORE_ID, payment_body
 from tests.problem_details import assert_problem
 from tests.processes import free_port
@@ -81,35 +80,6 @@ def _service_env(database_url: str, portone_url: str) -> dict[str, str]:
         "RECONCILE_INTERVAL_SECONDS": "0.2",
         "LOG_LEVEL": "DEBUG",
     }
-
-
-@contextlib.contextmanager
-def service_process(
-    env: dict[str, str], *options: str
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port), *options],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.1)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 @pytest.mark.usefixtures("db")

@@ -3,6 +3,7 @@ into one shell, against the sandbox, answering what the README shows."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,10 +13,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.config import Settings
-from app.main import create_app
-from tests.conftest import TOKEN, make_settings
-from tests.live_server import serving
+from tests.conftest import TOKEN
+from tests.live_server import service_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"<!-- walkthrough -->\n```sh\n(.*?)```\n(?:```text\n(.*?)```)?", re.S)
@@ -25,18 +24,17 @@ BASH = shutil.which("bash") or "/bin/bash"
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(
-        database_url,
-        portone_mode="sandbox",
-        portone_api_base_url=None,
-        portone_accept_test_payments=None,
-    )
-
-
-@pytest.fixture
-def sandbox(settings: Settings, db: asyncpg.Connection) -> Iterator[str]:
-    with serving(create_app(settings)) as url:
+def sandbox(database_url: str, db: asyncpg.Connection, tmp_path: Path) -> Iterator[str]:
+    """The run command's service, in a process of its own so that /metrics counts only
+    what the walk-through did, on a fresh database."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "PORTONE_MODE": "sandbox",
+        "DATABASE_URL": database_url,
+        "INTERNAL_API_TOKEN": TOKEN,
+        "LOG_LEVEL": "WARNING",
+    }
+    with service_process(env, log=tmp_path / "service.log", cwd=tmp_path) as (url, _):
         yield url
 
 

@@ -45,9 +45,9 @@ from tests.helpers import (
     post_webhook,
     transitions,
 )
+from tests.live_server import service_process
 from tests.portone_payloads import STORE_ID
 from tests.problem_details import assert_problem
-from tests.processes import free_port
 
 EVENTS_SECRET = "whsec_" + base64.b64encode(b"order-events-secret-for-the-tests").decode()
 HANG = -1  # a planned answer: keep the request open for HANG_SECONDS, then answer 200
@@ -659,41 +659,6 @@ def service_env(database_url: str, receiver: Receiver) -> dict[str, str]:
     }
 
 
-@asynccontextmanager
-async def service_process(env: dict[str, str], log: Path) -> AsyncIterator[None]:
-    """`python -m app serve` in a process of its own, until it answers /healthz."""
-    port = free_port()
-    with log.open("wb") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "app", "serve", "--port", str(port)),
-            env=env,
-            cwd=ROOT,
-            stdout=output,
-            stderr=output,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient() as probe:
-            while True:
-                with suppress(httpx.TransportError):
-                    if (await probe.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                        break
-                if process.returncode is not None:
-                    raise AssertionError(await asyncio.to_thread(log.read_text))
-                assert time.monotonic() < deadline, "the service did not start"
-                await asyncio.sleep(0.1)
-        yield
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
 async def test_two_service_processes_deliver_each_event_once(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,
@@ -712,8 +677,8 @@ async def test_two_service_processes_deliver_each_event_once(
     env = service_env(database_url, receiver)
 
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(service_process(env, tmp_path / "one.log"))
-        await stack.enter_async_context(service_process(env, tmp_path / "two.log"))
+        stack.enter_context(service_process(env, log=tmp_path / "one.log"))
+        stack.enter_context(service_process(env, log=tmp_path / "two.log"))
         await db.execute("UPDATE outbox_events SET next_attempt_at = now()")
         # More changes while both run.
         for order in orders[:6]:
