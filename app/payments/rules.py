@@ -129,6 +129,14 @@ def settle_compensation(
     if cancellation is None:
         return None
     if cancellation.status == CancellationStatus.SUCCEEDED:
+        # The held one may have been partial (a console cancellation the compensation
+        # waited for): done only when nothing is left.
+        left = payment.cancellable_amount
+        if left:
+            return CompensationStatus.OWED, (
+                f"PortOne's cancellation {held} SUCCEEDED, {left} {payment.currency} "
+                "still to cancel; owed again"
+            )
         return CompensationStatus.DONE, f"PortOne's cancellation {held} SUCCEEDED"
     if cancellation.status == CancellationStatus.FAILED:
         return CompensationStatus.OWED, f"PortOne's cancellation {held} FAILED; owed again"

@@ -42,6 +42,13 @@ from app.times import utc_now
 
 LEASE = timedelta(seconds=60)
 REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
+# PortOne's refusals that mean the payment's balance moved since the order was read, and
+# what each tells the caller.
+BALANCE_MOVED: dict[str, type[ServiceError]] = {
+    "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN": RefundConflict,
+    "PAYMENT_ALREADY_CANCELLED": OrderNotRefundable,
+    "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT": RefundExceedsBalance,
+}
 REPLAYED_ERRORS: dict[str, type[ServiceError]] = {
     error.code: error for error in (RefundConflict, RefundExceedsBalance, OrderNotRefundable)
 }
@@ -104,6 +111,8 @@ class Refunds:
             # What PortOne holds REQUESTED is not there to cancel again.
             left = order.amount - order.refunded_amount - await store.requested_amount(db, order_id)
             amount = request.amount or left
+            if left <= 0:
+                raise RefundExceedsBalance(f"nothing is left to refund of {order.amount}")
             if amount > left:
                 raise RefundExceedsBalance(
                     f"refund of {amount} {order.currency} exceeds the {left} {order.currency} left"
@@ -168,16 +177,12 @@ class Refunds:
         """PortOne refused: its balance moved (a console cancellation, a concurrent refund,
         or this refund's own earlier attempt whose answer was lost)."""
         payment = await self._resync(payment_id)
-        if exc.type == "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN" and refund.attempts > 1:
+        if exc.type in BALANCE_MOVED and refund.attempts > 1:
             earlier = await self._earlier_attempt(refund, payment)
             if earlier is not None:  # its answer was lost; PortOne holds what it made
                 await self._answered(refund, payment_id, earlier.status, earlier.id)
                 return
-        error: type[ServiceError] = {
-            "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN": RefundConflict,
-            "PAYMENT_ALREADY_CANCELLED": OrderNotRefundable,
-            "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT": RefundExceedsBalance,
-        }.get(exc.type, RefundFailed)
+        error = BALANCE_MOVED.get(exc.type, RefundFailed)
         detail = f"PortOne refused the cancellation ({exc.type}); the order was re-read"
         await self._finish(refund, RefundStatus.FAILED, detail, error)
         raise error(detail)

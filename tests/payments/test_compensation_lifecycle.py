@@ -130,3 +130,35 @@ async def test_a_held_cancellation_portone_fails_is_owed_again_and_cancelled_onc
     await after_backoff(db, order["orderId"])
     await services.reconciler().run_pass()
     assert cancellations(emulated, order) == ["FAILED", "SUCCEEDED"]
+
+
+async def test_a_held_partial_console_cancellation_that_succeeds_leaves_the_rest_owed(
+    client: httpx.AsyncClient,
+    emulated: EmulatedPortOne,
+    services: Services,
+    db: asyncpg.Connection,
+) -> None:
+    """The compensation waits for what PortOne holds; when that was only part of the
+    payment, the rest is still the customer's money."""
+    order = await create_order(client, amount=10_000)
+    emulated.pay(order, amount=1_000)
+    emulated.next_cancellation(order, "REQUESTED")
+    emulated.cancel_in_console(order, 400)
+    await complete(client, order)
+    assert (await order_row(db, order["orderId"]))["compensation_status"] == "REQUESTED"
+
+    emulated.settle(order, "SUCCEEDED")
+    await emulated.deliver_webhooks(client)
+    row = await order_row(db, order["orderId"])
+    assert row["compensation_status"] == "OWED"
+    assert await owed_gauge(client) == 1
+    await services.reconciler().run_pass()
+
+    payment = emulated.emulator.get(order["paymentId"])
+    assert [(c.status, c.amount) for c in payment.cancellations] == [
+        ("SUCCEEDED", 400),
+        ("SUCCEEDED", 600),
+    ]
+    assert payment.status == "CANCELLED"
+    assert (await order_row(db, order["orderId"]))["compensation_status"] == "DONE"
+    assert await owed_gauge(client) == 0

@@ -78,10 +78,10 @@ class PortOnePayment:
             return httpx.Response(503)
         body = json.loads(request.content)
         left = self.total - self.cancelled
-        if body.get("currentCancellableAmount", left) != left:
-            return _error(409, "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN")
         if left == 0:
             return _error(409, "PAYMENT_ALREADY_CANCELLED")
+        if body.get("currentCancellableAmount", left) != left:
+            return _error(409, "CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN")
         amount = body.get("amount", left)
         if amount > left:
             return _error(409, "CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT")
@@ -318,19 +318,38 @@ async def test_refund_racing_a_console_cancellation_is_a_conflict_and_resyncs_th
     client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
 ) -> None:
     order, payment = await paid_order(client, portone)
-    payment.cancel_in_console(10_000)
+    payment.cancel_in_console(6_000)
 
     response = await refund(client, order["orderId"], "refund-late", amount=3_000)
 
     assert_problem(response, 409, "REFUND_CONFLICT")
     [sent] = payment.sent
     assert sent["currentCancellableAmount"] == 10_000
+    assert payment.cancelled == 6_000
+    row = await order_row(db, order["orderId"])
+    assert (row["status"], row["refunded_amount"]) == ("PARTIALLY_REFUNDED", 6_000)
+    [refund_row] = await refund_rows(db, order["orderId"])
+    assert refund_row["status"] == "FAILED"
+    assert await transitions(db, order["orderId"]) == [
+        ("PENDING", "PAID"),
+        ("PAID", "PARTIALLY_REFUNDED"),
+    ]
+
+
+async def test_refund_after_a_console_cancellation_of_everything_is_not_refundable(
+    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+) -> None:
+    order, payment = await paid_order(client, portone)
+    payment.cancel_in_console(10_000)
+
+    response = await refund(client, order["orderId"], "refund-late", amount=3_000)
+
+    assert_problem(response, 409, "ORDER_NOT_REFUNDABLE")
     assert payment.cancelled == 10_000
     row = await order_row(db, order["orderId"])
     assert (row["status"], row["refunded_amount"]) == ("REFUNDED", 10_000)
     [refund_row] = await refund_rows(db, order["orderId"])
     assert refund_row["status"] == "FAILED"
-    assert await transitions(db, order["orderId"]) == [("PENDING", "PAID"), ("PAID", "REFUNDED")]
 
 
 async def test_refused_refund_is_replayed_for_its_key_without_calling_portone_again(
@@ -466,6 +485,40 @@ async def test_retry_after_a_lost_answer_does_not_refund_twice(
     assert payment.cancelled == 3_000
     [row] = await refund_rows(db, order["orderId"])
     assert row["status"] == "SUCCEEDED"
+
+
+async def test_retry_of_a_full_refund_whose_answer_was_lost_is_the_refund_made(
+    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+) -> None:
+    """PortOne refuses the retry because the payment is now cancelled: by this refund."""
+    order, payment = await paid_order(client, portone)
+    payment.answer_lost_once = True
+
+    failed = await refund(client, order["orderId"], "refund-all-lost")
+    retried = await refund(client, order["orderId"], "refund-all-lost")
+
+    assert_problem(failed, 503, "PORTONE_UNAVAILABLE")
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["status"], retried.json()["refundedAmount"]) == ("REFUNDED", 10_000)
+    assert payment.cancel.call_count == 2
+    [row] = await refund_rows(db, order["orderId"])
+    assert (row["status"], row["amount"]) == ("SUCCEEDED", 10_000)
+
+
+async def test_nothing_left_to_refund_is_refused_without_a_call(
+    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+) -> None:
+    """A refund PortOne still holds REQUESTED leaves nothing to refund meanwhile."""
+    order, payment = await paid_order(client, portone)
+    payment.cancellation_status = "REQUESTED"
+    held = await refund(client, order["orderId"], "refund-held")
+
+    again = await refund(client, order["orderId"], "refund-again")
+
+    assert held.status_code == 202, held.text
+    assert_problem(again, 422, "REFUND_EXCEEDS_BALANCE")
+    assert payment.cancel.call_count == 1
+    assert [row["amount"] for row in await refund_rows(db, order["orderId"])] == [10_000]
 
 
 async def test_virtual_account_refund_passes_the_refund_account_to_portone(
