@@ -202,7 +202,8 @@ class Reconciler:
                 return
             if page.unreadable:
                 logger.warning("%d of PortOne's changed payments were unreadable", page.unreadable)
-            await self._apply_changes(page.items, summary)
+            if not await self._apply_changes(page.items, summary):
+                return  # the next pass reads this page again
             checkpoint = _after(
                 checkpoint, page.items, full=page.unreadable + len(page.items) >= PAGE_SIZE
             )
@@ -210,7 +211,9 @@ class Reconciler:
             if checkpoint.window_until is None:
                 return
 
-    async def _apply_changes(self, payments: list[Payment], summary: PassSummary) -> None:
+    async def _apply_changes(self, payments: list[Payment], summary: PassSummary) -> bool:
+        """Apply what changed on one page; False if any of it could not be applied."""
+        failed = summary.failed
         by_id = {payment.id: payment for payment in payments}
         async with self._database.connect() as db:
             applied = await store.applied_snapshots(db, list(by_id))
@@ -226,6 +229,7 @@ class Reconciler:
                 _failed(summary, exc, "applying PortOne's change to %s failed", payment_id)
                 continue
             summary.changed += observation.changed
+        return summary.failed == failed
 
     async def _checkpoint(self) -> Checkpoint:
         async with self._database.connect() as db:

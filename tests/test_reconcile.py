@@ -3,6 +3,7 @@
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -12,6 +13,7 @@ import respx
 from app import reconcile as app_reconcile
 from app.__main__ import reconcile
 from app.config import Settings
+from app.payments.sync import PaymentSync
 from app.services import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import (
@@ -123,6 +125,35 @@ async def test_console_cancellation_is_caught_from_the_changed_payments_list(
 
     again = await services.reconciler().run_pass()
     assert (again.checked, again.changed) == (0, 0)
+
+
+async def test_a_change_that_could_not_be_applied_is_read_again_by_the_next_pass(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulated = EmulatedPortOne(portone)
+    order = await create_order(client)
+    emulated.pay(order)
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    emulated.cancel_in_console(order)  # its webhook is lost
+    apply_read = PaymentSync.apply_read
+
+    async def fails_once(self: PaymentSync, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(PaymentSync, "apply_read", apply_read)
+        raise ConnectionResetError("the database went away")
+
+    monkeypatch.setattr(PaymentSync, "apply_read", fails_once)
+    monkeypatch.setattr(app_reconcile, "CHANGES_OVERLAP", timedelta(0))  # no second look
+    first = await services.reconciler().run_pass()
+    assert (first.failed, (await order_row(db, order["orderId"]))["status"]) == (1, "PAID")
+
+    second = await services.reconciler().run_pass()
+
+    assert (second.failed, second.changed) == (0, 1)
+    assert (await order_row(db, order["orderId"]))["status"] == "REFUNDED"
 
 
 async def test_failed_webhook_is_finished_by_the_reconciler(
