@@ -7,6 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+MAX_DEPTH = 32
+"""How deep JSON this service reads may nest (PortOne's nests three deep): deeper is
+refused rather than parsed, whose recursion runs out of stack at a few thousand levels."""
+
 
 def storable(value: str) -> str:
     """`value`, if Postgres text can hold it (no NUL, no lone UTF-16 surrogate)."""
@@ -29,16 +33,19 @@ def is_storable(value: str) -> bool:
     return "\x00" not in value and is_utf8(value)
 
 
-def storable_json(value: Any) -> Any:
-    """The same for every key and string of a JSON value; and no NaN or infinity."""
+def storable_json(value: Any, depth: int = 1) -> Any:
+    """The same for every key and string of a JSON value; no NaN or infinity, and no
+    nesting deeper than MAX_DEPTH."""
     if isinstance(value, str):
         return storable(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("numbers must be finite")
+    if isinstance(value, dict | list) and depth > MAX_DEPTH:
+        raise ValueError(f"must not nest deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
-        return {storable(key): storable_json(item) for key, item in value.items()}
+        return {storable(key): storable_json(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [storable_json(item) for item in value]
+        return [storable_json(item, depth + 1) for item in value]
     return value
 
 

@@ -7,9 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.text import is_storable
-
-MAX_DEPTH = 32  # PortOne's bodies nest three deep
+from app.text import MAX_DEPTH, is_storable
 
 
 class InvalidPayload(Exception):

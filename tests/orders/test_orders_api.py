@@ -248,3 +248,31 @@ async def test_internal_endpoints_refuse_bad_credentials(
 
     assert_problem(response, 401, "UNAUTHORIZED")
     assert await order_count(db) == 1
+
+
+@pytest.mark.parametrize("levels", [33, 990, 5_000])
+async def test_deeply_nested_metadata_is_a_validation_failure(
+    client: httpx.AsyncClient, db: asyncpg.Connection, levels: int
+) -> None:
+    body = {**ORDER, "metadata": {"a": 1}}
+    text = json.dumps(body).replace('{"a": 1}', '{"a": ' + "[" * levels + "]" * levels + "}")
+
+    response = await client.post(
+        "/orders", content=text, headers={**INTERNAL, "Content-Type": "application/json"}
+    )
+
+    assert_validation_failed(response)  # at `metadata`, or the `body` past the parser's reach
+    assert await db.fetchval("SELECT count(*) FROM orders") == 0
+
+
+async def test_metadata_nested_as_deep_as_allowed_is_kept(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    nested: Any = "deepest"
+    for _ in range(31):  # the metadata object itself is the first level
+        nested = [nested]
+
+    response = await post_order(client, {**ORDER, "metadata": {"a": nested}})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["metadata"] == {"a": nested}
