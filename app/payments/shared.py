@@ -34,11 +34,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class _Remembered(Generic[T]):
-    """A read's result, or the not-yet-paid error it ended with, and when it began."""
+    """A read's result, or the not-yet-paid error it ended with, and when it began. With
+    neither, the read settled the payment: nothing to reuse, but an older read that lands
+    later must not be reused in its place."""
 
     began: float
     result: T | None
     error: PaymentNotFound | None
+
+    @property
+    def reusable(self) -> bool:
+        return self.result is not None or self.error is not None
 
     def replay(self) -> T:
         if self.error is not None:
@@ -74,7 +80,7 @@ class SharedReads(Generic[T]):
         """The outcome of a read of `key`: reused, joined, or this caller's own."""
         now = self._clock()
         recent = self._recent.get(key)
-        if recent is not None and now - recent.began < self._reuse:
+        if recent is not None and recent.reusable and now - recent.began < self._reuse:
             return recent.replay()
         flight = self._flights.get(key)
         if flight is None or now - flight[0] >= self._reuse:
@@ -114,8 +120,7 @@ class SharedReads(Generic[T]):
         if current is not None and current.began > outcome.began:
             return  # a newer read has landed already
         if outcome.error is None and not self._waiting(outcome.replay()):
-            self._recent.pop(key, None)  # paid, cancelled or rejected: the order answers
-            return
+            outcome = _Remembered(outcome.began, None, None)  # the order answers itself
         self._recent[key] = outcome
         if len(self._recent) > SWEEP_ABOVE:
             now = self._clock()
