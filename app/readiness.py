@@ -55,10 +55,18 @@ class Health:
         logger.info("database answered; schema at %s, the code's head", revision)
 
     async def refresh_gauges(self) -> None:
-        """The stuck-work gauges, read from the database (the one shared state)."""
-        async with self._database.connect() as db:
-            metrics.compensations_owed.set(await orders.count_owed_compensations(db))
-            metrics.oldest_unprocessed_webhook_age.set(await inbox.oldest_unprocessed_age(db))
+        """The stuck-work gauges, read from the database (the one shared state). Without
+        the database they keep their last values: a scrape during an outage still gets
+        this process's counters, which tell what the outage did."""
+        try:
+            async with self._database.connect() as db:
+                owed = await orders.count_owed_compensations(db)
+                oldest = await inbox.oldest_unprocessed_age(db)
+        except Exception as exc:
+            logger.warning("stuck-work gauges not refreshed: %s", _unready(exc).detail)
+            return
+        metrics.compensations_owed.set(owed)
+        metrics.oldest_unprocessed_webhook_age.set(oldest)
 
 
 def _unready(exc: Exception) -> DatabaseUnavailable:

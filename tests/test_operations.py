@@ -273,6 +273,9 @@ async def test_readiness_follows_the_database_down_and_back(
         assert down.status_code == 503
         assert down.json()["code"] == "DATABASE_UNAVAILABLE"
         assert "Retry-After" in down.headers
+        scraped = await client.get("/metrics")
+        assert scraped.status_code == 200
+        assert 'http_requests_total{method="GET",route="/readyz",status="503"}' in scraped.text
         created = await client.post(
             "/orders", json={"orderName": "W", "amount": 1}, headers=INTERNAL
         )
