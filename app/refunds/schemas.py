@@ -9,6 +9,9 @@ from pydantic import Field, StrictInt
 from app.schemas import StrictApiModel
 from app.text import Text
 
+RefundAmount = Annotated[StrictInt, Field(ge=1, le=10**12)]
+"""Part of the order's amount to refund; without it, everything that is left."""
+
 
 class RefundAccountIn(StrictApiModel):
     """Where a virtual-account payment's money goes back to."""
@@ -20,6 +23,6 @@ class RefundAccountIn(StrictApiModel):
 
 
 class RefundRequest(StrictApiModel):
-    amount: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
+    amount: RefundAmount | None = None
     reason: Annotated[Text, Field(min_length=1, max_length=200)]
     refund_account: RefundAccountIn | None = None

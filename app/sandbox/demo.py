@@ -15,7 +15,7 @@ from app.deps import OrdersDep, OutboxEventsDep, ReconcilerDep, RefundsDep, Sett
 from app.orders.router import OrderId
 from app.orders.schemas import HistoryEntryOut, OrderCreate, OrderOut
 from app.problems import problem_responses
-from app.refunds.schemas import RefundRequest
+from app.refunds.schemas import RefundAmount, RefundRequest
 from app.sandbox.state import sandbox_of
 from app.schemas import ApiModel, StrictApiModel
 
@@ -85,7 +85,7 @@ async def timeline(
 
 
 class DemoRefund(StrictApiModel):
-    amount: int | None = None
+    amount: RefundAmount | None = None
 
 
 @router.post("/orders/{order_id}/refund", responses=problem_responses(404, 409, 422, 502))

@@ -18,6 +18,7 @@ from app.main import create_app
 from app.sandbox.state import Sandbox
 from tests.conftest import make_settings
 from tests.helpers import INTERNAL, age_order, create_order, webhook_sender
+from tests.problem_details import assert_validation_failed
 
 AMOUNT = 10_000
 TAMPERED = 100
@@ -280,6 +281,22 @@ async def test_demo_checkout_creates_an_order_the_page_can_follow(shop: Sandboxe
     assert order["returnUrl"] is None
     assert completed.status_code == 200, completed.text
     assert followed.json()["order"]["status"] == "PAID"
+
+
+@pytest.mark.parametrize("amount", [0, -1, 10**13, "100", 1.5])
+async def test_demo_refund_of_an_amount_no_refund_can_have_is_a_validation_failure(
+    shop: Sandboxed, amount: Any
+) -> None:
+    order = (await shop.client.post("/sandbox/checkout")).json()
+    await shop.act(order["paymentId"], "pay", method="CARD")
+    await shop.complete(order["paymentId"])
+
+    response = await shop.client.post(
+        f"/sandbox/orders/{order['orderId']}/refund", json={"amount": amount}
+    )
+
+    assert_validation_failed(response, "amount")
+    assert (await shop.emulated(order["paymentId"]))["status"] == "PAID"
 
 
 @pytest.fixture
