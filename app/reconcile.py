@@ -5,11 +5,12 @@ backlog spreads over passes and nothing is skipped:
 
 1. re-fetch the orders still open (PENDING between a minute and a week old, and every
    AWAITING_DEPOSIT: one whose virtual account expired over a day ago once an hour),
-   those seen least recently first; and every payment with a failed webhook, a
-   compensation PortOne holds REQUESTED, or a refund PortOne has not settled;
+   those seen least recently first; and the payments with a failed webhook, a
+   compensation PortOne holds REQUESTED, or a refund PortOne has not settled (each list
+   at most ORDERS_PER_PASS long, the longest waiting first);
 2. read PortOne's list of payments whose status changed since the last pass (console
    cancellations), page by page from where the last pass stopped;
-3. retry the compensations owed and due.
+3. retry the compensations owed and due (at most ORDERS_PER_PASS).
 
 Everything is applied through `PaymentSync`, like the endpoints do.
 """
@@ -140,8 +141,8 @@ class Reconciler:
                     long_expired_every=LONG_EXPIRED_EVERY,
                     limit=ORDERS_PER_PASS,
                 ),
-                *await inbox.unprocessed_payment_ids(db),
-                *await store.held_compensation_payment_ids(db),
+                *await inbox.unprocessed_payment_ids(db, ORDERS_PER_PASS),
+                *await store.held_compensation_payment_ids(db, ORDERS_PER_PASS),
                 *await refunds.unsettled_payment_ids(db, ORDERS_PER_PASS),
             ]
         return list(dict.fromkeys(found))
@@ -172,7 +173,7 @@ class Reconciler:
             await store.mark_reconciled(db, looked_at)
 
     async def _compensate(self, summary: PassSummary) -> None:
-        for order_id in await self._compensator.due():
+        for order_id in await self._compensator.due(ORDERS_PER_PASS):
             if self._stopping.is_set():
                 return
             with logs.bound(order_id=order_id):

@@ -351,7 +351,8 @@ _lease_free = or_(
     orders.c.compensation_lease_until.is_(None), orders.c.compensation_lease_until < _now
 )
 DUE_COMPENSATIONS = Query(
-    select(orders.c.id).where(
+    select(orders.c.id)
+    .where(
         orders.c.compensation_status == CompensationStatus.OWED,
         _lease_free,
         or_(
@@ -359,6 +360,8 @@ DUE_COMPENSATIONS = Query(
             orders.c.compensation_next_attempt_at <= _now,
         ),
     )
+    .order_by(orders.c.compensation_next_attempt_at.asc().nulls_first())
+    .limit(bindparam("limit", type_=Integer))
 )
 COUNT_OWED = Query(
     select(func.count()).where(
@@ -368,7 +371,10 @@ COUNT_OWED = Query(
     )
 )
 HELD_COMPENSATIONS = Query(
-    select(orders.c.payment_id).where(orders.c.compensation_status == CompensationStatus.REQUESTED)
+    select(orders.c.payment_id)
+    .where(orders.c.compensation_status == CompensationStatus.REQUESTED)
+    .order_by(orders.c.reconciled_at.asc().nulls_first())
+    .limit(bindparam("limit", type_=Integer))
 )
 CLAIM_COMPENSATION = Query(
     update(orders)
@@ -401,8 +407,9 @@ class ClaimedCompensation:
     attempts: int  # this one included
 
 
-async def due_compensations(db: asyncpg.Connection) -> list[str]:
-    return [row["id"] for row in await DUE_COMPENSATIONS.rows(db)]
+async def due_compensations(db: asyncpg.Connection, limit: int) -> list[str]:
+    """Owed compensations due now, the longest due first."""
+    return [row["id"] for row in await DUE_COMPENSATIONS.rows(db, limit=limit)]
 
 
 async def count_owed_compensations(db: asyncpg.Connection) -> int:
@@ -411,8 +418,9 @@ async def count_owed_compensations(db: asyncpg.Connection) -> int:
     return count
 
 
-async def held_compensation_payment_ids(db: asyncpg.Connection) -> list[str]:
-    return [row["payment_id"] for row in await HELD_COMPENSATIONS.rows(db)]
+async def held_compensation_payment_ids(db: asyncpg.Connection, limit: int) -> list[str]:
+    """Payments whose compensation PortOne holds REQUESTED, least recently looked at first."""
+    return [row["payment_id"] for row in await HELD_COMPENSATIONS.rows(db, limit=limit)]
 
 
 async def claim_compensation(

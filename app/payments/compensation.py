@@ -58,10 +58,10 @@ class Compensator:
         self._database = database
         self._portone = portone
 
-    async def due(self) -> list[str]:
-        """The orders whose compensation is owed and due now."""
+    async def due(self, limit: int) -> list[str]:
+        """Up to `limit` orders whose compensation is owed and due now."""
         async with self._database.connect() as db:
-            return await store.due_compensations(db)
+            return await store.due_compensations(db, limit)
 
     async def compensate(self, order_id: str, snapshot: Payment | None = None) -> bool:
         """Run an owed compensation if no one else is; True once PortOne shows it done.

@@ -13,7 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 import asyncpg
-from sqlalchemy import Interval, String, bindparam, func, or_, select, update
+from sqlalchemy import Integer, Interval, String, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app import logs, metrics, standard_webhooks
@@ -105,7 +105,10 @@ SETTLE = Query(
     )
 )
 UNPROCESSED = Query(
-    select(deliveries.c.payment_id).where(deliveries.c.payment_id.is_not(None), _abandoned)
+    select(deliveries.c.payment_id)
+    .where(deliveries.c.payment_id.is_not(None), _abandoned)
+    .order_by(deliveries.c.received_at)
+    .limit(bindparam("limit", type_=Integer))
 )
 OLDEST_UNPROCESSED = Query(
     select(func.extract("epoch", _now - func.min(deliveries.c.received_at))).where(
@@ -205,9 +208,10 @@ async def settle_deliveries(db: asyncpg.Connection, payment_id: str) -> None:
     await SETTLE.run(db, payment_id=payment_id)
 
 
-async def unprocessed_payment_ids(db: asyncpg.Connection) -> list[str]:
-    """Payments whose webhook failed, or whose handler vanished past its lease."""
-    return [row["payment_id"] for row in await UNPROCESSED.rows(db)]
+async def unprocessed_payment_ids(db: asyncpg.Connection, limit: int) -> list[str]:
+    """Payments whose webhook failed, or whose handler vanished past its lease, the
+    longest waiting first."""
+    return [row["payment_id"] for row in await UNPROCESSED.rows(db, limit=limit)]
 
 
 async def oldest_unprocessed_age(db: asyncpg.Connection) -> float:

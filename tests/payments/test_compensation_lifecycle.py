@@ -10,6 +10,7 @@ import httpx
 import pytest
 import respx
 
+from app import reconcile as app_reconcile
 from app.services import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import after_backoff, create_order, events, order_row
@@ -161,4 +162,27 @@ async def test_a_held_partial_console_cancellation_that_succeeds_leaves_the_rest
     ]
     assert payment.status == "CANCELLED"
     assert (await order_row(db, order["orderId"]))["compensation_status"] == "DONE"
+    assert await owed_gauge(client) == 0
+
+
+async def test_a_pass_retries_a_bounded_number_of_compensations_and_the_next_goes_on(
+    client: httpx.AsyncClient,
+    emulated: EmulatedPortOne,
+    services: Services,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    orders = [await tampered(client, emulated) for _ in range(3)]
+    for order in orders:
+        emulated.next_cancellation(order, "FAILED")
+        await complete(client, order)
+        await after_backoff(db, order["orderId"])
+    monkeypatch.setattr(app_reconcile, "ORDERS_PER_PASS", 2)
+
+    first = await services.reconciler().run_pass()
+    second = await services.reconciler().run_pass()
+
+    assert (first.compensated, second.compensated) == (2, 1)
+    for order in orders:
+        assert cancellations(emulated, order) == ["FAILED", "SUCCEEDED"]
     assert await owed_gauge(client) == 0
