@@ -158,15 +158,14 @@ class Reconciler:
                 summary.checked += 1
                 looked_at.append(payment_id)
                 try:
-                    observation = await self._sync.sync(payment_id, Source.RECONCILE)
-                except PaymentNotFound:
+                    try:
+                        observation = await self._sync.sync(payment_id, Source.RECONCILE)
+                        summary.changed += observation.changed
+                    except PaymentNotFound:
+                        pass  # the payment window was never opened: nothing to do yet
                     await self._settle_deliveries(payment_id)
-                    return  # the payment window was never opened: nothing to do yet
                 except Exception as exc:
                     _failed(summary, exc, "reconciling payment %s failed", payment_id)
-                    return
-                summary.changed += observation.changed
-                await self._settle_deliveries(payment_id)
 
         await asyncio.gather(*(one(payment_id) for payment_id in payment_ids))
         async with self._database.connect() as db:

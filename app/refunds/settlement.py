@@ -66,7 +66,8 @@ class Settlement:
         """Record a refund that has just been settled, in `db`'s transaction."""
         if refund.status != RefundStatus.FAILED:
             return
-        order = await orders.get(db, refund.order_id)
+        # Locked, as every writer of the order's events does, so they keep its order.
+        order = await orders.lock(db, refund.order_id)
         assert order is not None  # orders are never deleted
         detail = f"refund {refund.id} of {refund.amount} {order.currency} FAILED: {refund.outcome}"
         entry = HistoryEntry(SOURCE, order.portone_status, order.status, order.status, detail)
