@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
@@ -24,6 +25,13 @@ def rfc3339(at: datetime) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
+    """How long to wait after `attempts` failed tries: `first`, doubling up to `longest`,
+    ±20 % so that retries that failed together do not return together."""
+    wait: timedelta = min(first * 2 ** max(attempts - 1, 0), longest)
+    return wait * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not secrecy)
 
 
 RFC3339 = re.compile(r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")

@@ -15,6 +15,10 @@ class OrderStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+WAITING = frozenset({OrderStatus.PENDING, OrderStatus.AWAITING_DEPOSIT})
+"""The order waits for its money: the only statuses a PortOne read can settle."""
+
+
 class CompensationStatus(StrEnum):
     """Undoing a rejected payment at PortOne: owed until PortOne shows it done."""
 

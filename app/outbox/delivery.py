@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,7 +23,7 @@ from app.background import advisory_lock
 from app.db import Database
 from app.outbox import store
 from app.outbox.event import OutboxEvent
-from app.times import utc_now
+from app.times import backoff, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +37,8 @@ GIVE_UP_AFTER = timedelta(hours=26)
 
 
 def next_attempt(attempts: int, created_at: datetime, now: datetime) -> datetime | None:
-    """5 s, 10 s, 20 s … capped at an hour, ±20 % jitter; None once the event is 26 h old."""
-    wait = min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_WAIT)
-    wait *= random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not secrecy)
-    at = now + wait
+    """5 s, 10 s, 20 s … capped at an hour; None once the event is 26 h old."""
+    at = now + backoff(attempts, FIRST_RETRY, LONGEST_WAIT)
     return None if at - created_at > GIVE_UP_AFTER else at
 
 

@@ -24,7 +24,7 @@ from app.payments.sync import Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneApiError, PortOneError
 from app.portone.models import CancellationStatus, Payment, PaymentStatus
-from app.times import utc_now
+from app.times import backoff, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ class Attempt:
 
 def next_attempt(attempts: int, now: datetime) -> datetime:
     """A minute after the first failure, doubling up to an hour."""
-    wait: timedelta = min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_WAIT)
-    return now + wait
+    return now + backoff(attempts, FIRST_RETRY, LONGEST_WAIT)
 
 
 class Compensator:

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from app.errors import OrderNotFound, PaymentNotPaid, PaymentRejected
 from app.orders.order import Order
-from app.orders.status import OrderStatus
+from app.orders.status import WAITING, OrderStatus
 from app.payments.sync import Observation, PaymentSync, Source
 from app.portone.errors import PaymentNotFound
 from app.portone.models import PaymentStatus
-
-ANSWERED_FROM_DATABASE = frozenset(
-    {
-        OrderStatus.PAID,
-        OrderStatus.REJECTED,
-        OrderStatus.PARTIALLY_REFUNDED,
-        OrderStatus.REFUNDED,
-        OrderStatus.CANCELLED,
-    }
-)
 
 
 class Completion:
@@ -37,7 +27,7 @@ class Completion:
         was settled already). Raises OrderNotFound, PaymentNotPaid when PortOne has no
         such payment, and PortOne's own errors."""
         order = await self.order_of(payment_id)
-        if order.status in ANSWERED_FROM_DATABASE:
+        if order.status not in WAITING:
             # Settled orders change only through webhooks and the reconciler; no PortOne call.
             return order, None
         try:

@@ -23,6 +23,7 @@ from app.payments.sync import PaymentSync, Source
 from app.payments.tables import webhook_deliveries as deliveries
 from app.portone.errors import PaymentNotFound
 from app.portone.webhooks import InvalidPayload, WebhookEvent, parse_event
+from app.text import without_nul
 
 LEASE = timedelta(seconds=60)
 
@@ -220,5 +221,5 @@ async def oldest_unprocessed_age(db: asyncpg.Connection) -> float:
 
 
 def _text_of(body: bytes) -> str:
-    # Postgres text cannot hold NUL; the raw body is kept for people to read, not re-verified.
-    return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    # Kept for people to read, never verified again: what Postgres text cannot hold goes.
+    return without_nul(body.decode("utf-8", errors="replace"))

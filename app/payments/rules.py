@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from app.orders.status import CompensationStatus, OrderStatus
+from app.orders.status import WAITING, CompensationStatus, OrderStatus
 from app.portone.models import CancellationStatus, Payment, PaymentStatus
 
 S = OrderStatus
 P = PaymentStatus
-
-UNSETTLED = frozenset({S.PENDING, S.AWAITING_DEPOSIT})
 
 # (order status, PortOne status) -> the order's next status. Anything else stays put.
 TRANSITIONS: dict[tuple[str, str], OrderStatus] = {
@@ -90,7 +88,7 @@ def decide(payment: Payment, order: OrderTerms, policy: Policy) -> Decision:
         return Decision(
             order.status, "older than the snapshot already applied; ignored", stale=True
         )
-    if payment.status in VERIFIED_STATUSES and order.status in UNSETTLED:
+    if payment.status in VERIFIED_STATUSES and order.status in WAITING:
         rejection = verify_payment(payment, order, policy)
         if rejection is not None:
             return rejection

@@ -21,12 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from app.orders.status import OrderStatus
 from app.portone.errors import PaymentNotFound
 
 REUSE_SECONDS = 1.0
 SWEEP_ABOVE = 1024  # remembered outcomes, before the expired ones are dropped
-WAITING = frozenset({OrderStatus.PENDING, OrderStatus.AWAITING_DEPOSIT})
 
 
 T = TypeVar("T")

@@ -23,11 +23,11 @@ from app.db import Database
 from app.errors import OrderNotFound
 from app.orders import store
 from app.orders.order import HistoryEntry, Order
-from app.orders.status import CompensationStatus, OrderStatus
+from app.orders.status import WAITING, CompensationStatus, OrderStatus
 from app.outbox.writer import Outbox
 from app.payments import disputes
 from app.payments.rules import Decision, OrderTerms, Policy, decide, settle_compensation
-from app.payments.shared import WAITING, SharedReads
+from app.payments.shared import SharedReads
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
 from app.portone.models import Payment
