@@ -100,7 +100,8 @@ def ratios(rows: list[Row], rss_rounds: list[dict[str, int]]) -> dict[str, Any]:
 
 
 def goal_checks(rows: list[Row], r: dict[str, Any]) -> list[Check]:
-    """The targets, as (target, met, measured); the hot payment has none yet."""
+    """The targets, as (target, met, measured); the hot payment has none (it reports
+    the reads it cost)."""
     vs = r["service_vs_minimal"]
     checks = []
     first = vs.get("first@0ms")
