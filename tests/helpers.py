@@ -20,6 +20,11 @@ from tests.portone_payloads import STORE_ID, payment_body
 INTERNAL = {"Authorization": f"Bearer {TOKEN}"}
 
 
+async def complete(client: httpx.AsyncClient, payment_id: str) -> httpx.Response:
+    """The browser's call once PortOne's window closes."""
+    return await client.post("/payments/complete", json={"paymentId": payment_id})
+
+
 async def create_order(
     client: httpx.AsyncClient, amount: int = 10_000, **body: Any
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from app.services import Services
 from tests.conftest import make_settings
 from tests.helpers import (
     after_backoff,
+    complete,
     create_order,
     events,
     order_row,
@@ -31,10 +32,6 @@ from tests.portone_payloads import STORE_ID, payment_body
 from tests.problem_details import assert_problem
 
 TAMPERED = 100
-
-
-async def complete(client: httpx.AsyncClient, payment_id: str) -> httpx.Response:
-    return await client.post("/payments/complete", json={"paymentId": payment_id})
 
 
 def cancelled(amount: int) -> httpx.Response:
