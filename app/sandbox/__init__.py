@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from app.config import Settings
 from app.db import Database
@@ -35,6 +36,7 @@ def install(app: FastAPI) -> None:
     app.include_router(demo.router)
     app.add_api_route("/", demo.demo_page, include_in_schema=False, name="demo_page")
     app.add_api_route("/favicon.ico", demo.favicon, include_in_schema=False)
+    app.mount(demo.ASSETS, StaticFiles(packages=[(__name__, "assets")]), name="demo_assets")
     app.add_exception_handler(EmulatorError, _emulator_error)
 
 

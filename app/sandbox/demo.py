@@ -21,6 +21,7 @@ from app.schemas import ApiModel, StrictApiModel
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox: the demo shop"])
 PAGE = files(__package__).joinpath("demo.html")
+ASSETS = "/sandbox/assets"  # the page's script and style, from the package's assets/
 ICON = files(__package__).joinpath("favicon.svg")
 PRODUCT = {"order_name": "Waffle trainer 2", "amount": 10_000}
 
