@@ -20,6 +20,7 @@ from app.payments import shared
 from app.services import Services
 from tests.database import fresh_database, postgres_server
 from tests.portone_payloads import STORE_ID
+from tests.postgres_proxy import PostgresProxy
 
 PORTONE_HOST = "portone.test"
 PORTONE = f"https://{PORTONE_HOST}"
@@ -121,3 +122,15 @@ def later_than_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each completion of the test comes later than the not-yet-paid answer of the one
     before it is reused (as a customer's retry does)."""
     monkeypatch.setattr(shared, "REUSE_SECONDS", 0.0)
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[PostgresProxy]:
+    """A proxy to the test database (on TCP loopback), up."""
+    url = make_url(database_url)
+    if url.host not in ("127.0.0.1", "localhost"):
+        pytest.skip("the database is not on TCP loopback")
+    proxy = PostgresProxy(url.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -23,13 +21,13 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app import __main__ as app_cli
-from app.config import Settings
 from app.main import create_app
 from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
 from tests.database import admin
 from tests.helpers import INTERNAL, create_order, portone_returns, post_webhook
 from tests.live_server import service_process
 from tests.portone_payloads import STORE_ID, payment_body
+from tests.postgres_proxy import PostgresProxy
 from tests.problem_details import assert_problem
 from tests.processes import free_port
 
@@ -207,68 +205,25 @@ async def test_metrics_count_verifications_rejections_and_webhooks(
     assert await metric(client, "http_requests_total", **route_label) >= 1
 
 
-class _Proxy:
-    """A TCP proxy in front of Postgres that the test can take down and bring back."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.server: asyncio.Server | None = None
-        self.connections: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in list(self.connections):
-            writer.close()
-        await self.server.wait_closed()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            "127.0.0.1", self.target_port
-        )
-        self.connections |= {writer, upstream_writer}
-
-        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer))
-
-
 @pytest.fixture
 async def proxied_app(
-    database_url: str, db: asyncpg.Connection
-) -> AsyncIterator[tuple[FastAPI, _Proxy]]:
-    url = make_url(database_url)
-    if url.host not in ("127.0.0.1", "localhost"):
-        pytest.skip("the database is not on TCP loopback")
-    proxy = _Proxy(url.port or 5432)
-    await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    settings: Settings = make_settings(proxied)
-    application = create_app(settings)
+    database_url: str, db: asyncpg.Connection, proxy: PostgresProxy
+) -> AsyncIterator[tuple[FastAPI, PostgresProxy]]:
+    url = make_url(database_url).set(host="127.0.0.1", port=proxy.port)
+    application = create_app(make_settings(url.render_as_string(hide_password=False)))
     async with application.router.lifespan_context(application):
         yield application, proxy
-    with contextlib.suppress(Exception):
-        await proxy.stop()
 
 
 async def test_readiness_follows_the_database_down_and_back(
-    proxied_app: tuple[FastAPI, _Proxy],
+    proxied_app: tuple[FastAPI, PostgresProxy],
 ) -> None:
     application, proxy = proxied_app
     transport = httpx.ASGITransport(app=application)
     async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
         assert (await client.get("/readyz")).status_code == 200
 
-        await proxy.stop()
+        await proxy.set_mode("down")
         down = await client.get("/readyz")
         assert down.status_code == 503
         assert down.json()["code"] == "DATABASE_UNAVAILABLE"
@@ -281,7 +236,7 @@ async def test_readiness_follows_the_database_down_and_back(
         )
         assert created.status_code == 503
 
-        await proxy.start()
+        await proxy.set_mode("up")
         for _ in range(3):  # the pool drops the dead connections as it meets them
             if (await client.get("/readyz")).status_code == 200:
                 break
