@@ -26,11 +26,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.portone.models import Payment
-from tests.fuzz.portone_schemas import REFERENCE, VARIANTS, Json, payment_strategy
+from tests.fuzz.portone_schemas import VARIANTS, Json, payment_strategy
 from tests.helpers import INTERNAL
 from tests.portone_payloads import STORE_ID
-
-pytestmark = pytest.mark.skipif(not REFERENCE.exists(), reason=f"{REFERENCE} is missing")
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "150"))
 SEED = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else None
