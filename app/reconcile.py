@@ -212,8 +212,10 @@ class Reconciler:
                 return
 
     async def _apply_changes(self, payments: list[Payment], summary: PassSummary) -> bool:
-        """Apply what changed on one page; False if any of it could not be applied."""
-        failed = summary.failed
+        """Apply what changed on one page; False if an outage kept any of it from being
+        applied, so the page is read again. A change that fails otherwise (a bug) is
+        logged and left behind: one payment must not hold up the list for good."""
+        complete = True
         by_id = {payment.id: payment for payment in payments}
         async with self._database.connect() as db:
             applied = await store.applied_snapshots(db, list(by_id))
@@ -226,10 +228,11 @@ class Reconciler:
                 with logs.bound():
                     observation = await self._sync.apply_read(payment_id, payment, Source.RECONCILE)
             except Exception as exc:
-                _failed(summary, exc, "applying PortOne's change to %s failed", payment_id)
+                if _failed(summary, exc, "applying PortOne's change to %s failed", payment_id):
+                    complete = False
                 continue
             summary.changed += observation.changed
-        return summary.failed == failed
+        return complete
 
     async def _checkpoint(self) -> Checkpoint:
         async with self._database.connect() as db:
@@ -277,14 +280,16 @@ def _after(checkpoint: Checkpoint, items: list[Payment], *, full: bool) -> Check
     return Checkpoint(checkpoint.changed_until, last, checkpoint.window_until, 0)
 
 
-def _failed(summary: PassSummary, exc: Exception, message: str, *args: object) -> None:
-    """Count a failure; an outage of PortOne or the database is expected and retried next
-    pass (a warning), anything else is a bug worth its traceback."""
+def _failed(summary: PassSummary, exc: Exception, message: str, *args: object) -> bool:
+    """Count a failure; True for an outage of PortOne or the database, expected and retried
+    next pass (a warning); anything else is a bug worth its traceback."""
     summary.failed += 1
-    if isinstance(exc, PortOneError) or database_unavailable(exc):
+    outage = isinstance(exc, PortOneError) or database_unavailable(exc)
+    if outage:
         logger.warning(message + ": %s", *args, exc)
     else:
         logger.exception(message, *args)
+    return outage
 
 
 def _changes_query(store_id: str, checkpoint: Checkpoint) -> dict[str, Any]:

@@ -156,6 +156,31 @@ async def test_a_change_that_could_not_be_applied_is_read_again_by_the_next_pass
     assert (await order_row(db, order["orderId"]))["status"] == "REFUNDED"
 
 
+async def test_a_change_that_fails_for_a_bug_does_not_hold_up_the_changed_payments(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulated = EmulatedPortOne(portone)
+    order = await create_order(client)
+    emulated.pay(order)
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    emulated.cancel_in_console(order)
+
+    async def broken(self: PaymentSync, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(PaymentSync, "apply_read", broken)
+    summary = await services.reconciler().run_pass()
+
+    assert summary.failed == 1
+    checkpoint = await db.fetchrow("SELECT * FROM reconciler_checkpoints")
+    assert checkpoint is not None
+    assert (checkpoint["resume_from"], checkpoint["window_until"]) == (None, None)  # moved on
+
+
 async def test_failed_webhook_is_finished_by_the_reconciler(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,
