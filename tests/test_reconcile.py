@@ -127,6 +127,18 @@ async def test_console_cancellation_is_caught_from_the_changed_payments_list(
     assert (again.checked, again.changed) == (0, 0)
 
 
+async def paid_then_cancelled_in_console(
+    client: httpx.AsyncClient, portone: respx.MockRouter
+) -> dict[str, Any]:
+    """An order paid, then cancelled in PortOne's console; the webhook is lost."""
+    emulated = EmulatedPortOne(portone)
+    order = await create_order(client)
+    emulated.pay(order)
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    emulated.cancel_in_console(order)
+    return order
+
+
 async def test_a_change_that_could_not_be_applied_is_read_again_by_the_next_pass(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,
@@ -134,11 +146,7 @@ async def test_a_change_that_could_not_be_applied_is_read_again_by_the_next_pass
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    emulated = EmulatedPortOne(portone)
-    order = await create_order(client)
-    emulated.pay(order)
-    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
-    emulated.cancel_in_console(order)  # its webhook is lost
+    order = await paid_then_cancelled_in_console(client, portone)
     apply_read = PaymentSync.apply_read
 
     async def fails_once(self: PaymentSync, *args: Any, **kwargs: Any) -> Any:
@@ -163,11 +171,7 @@ async def test_a_change_that_fails_for_a_bug_does_not_hold_up_the_changed_paymen
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    emulated = EmulatedPortOne(portone)
-    order = await create_order(client)
-    emulated.pay(order)
-    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
-    emulated.cancel_in_console(order)
+    await paid_then_cancelled_in_console(client, portone)
 
     async def broken(self: PaymentSync, *args: Any, **kwargs: Any) -> Any:
         raise ValueError("a bug")
