@@ -213,6 +213,8 @@ class Refunds:
         cancellation_id: str | None = None,
     ) -> None:
         async with self._database.transaction() as db:
+            # The order first, as every writer of an order and its refunds locks them.
+            await orders.lock(db, refund.order_id)
             finished = await store.finish(
                 db,
                 refund,

@@ -52,6 +52,7 @@ class Settlement:
         if not any(listed["status"] == RefundStatus.REQUESTED for listed in order.refunds):
             return
         async with self._database.transaction() as db:
+            await orders.lock(db, order.id)  # the order, then its refunds: one lock order
             for cancellation in payment.cancellations:
                 status = SETTLED.get(cancellation.status)
                 if status is None or cancellation.id is None:
@@ -66,7 +67,9 @@ class Settlement:
         """Record a refund that has just been settled, in `db`'s transaction."""
         if refund.status != RefundStatus.FAILED:
             return
-        # Locked, as every writer of the order's events does, so they keep its order.
+        # Its callers hold the order's lock already (the order, then its refunds,
+        # everywhere); taking it here keeps that true for a new caller, and the order's
+        # events in sequence.
         order = await orders.lock(db, refund.order_id)
         assert order is not None  # orders are never deleted
         detail = f"refund {refund.id} of {refund.amount} {order.currency} FAILED: {refund.outcome}"
