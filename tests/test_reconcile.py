@@ -209,6 +209,29 @@ async def test_failed_webhook_is_finished_by_the_reconciler(
     assert status == "PROCESSED"
 
 
+async def test_a_payment_whose_webhook_keeps_failing_does_not_hold_up_the_others(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stuck, waiting = await create_order(client), await create_order(client)
+    portone.get(f"/payments/{stuck['paymentId']}").respond(500)
+    late = portone.get(f"/payments/{waiting['paymentId']}").respond(500)
+    for order in (stuck, waiting):
+        assert (await post_webhook(client, order["paymentId"])).status_code == 503
+    late.respond(200, json=payment_body(waiting["paymentId"]))
+    portone_lists(portone)
+    monkeypatch.setattr(app_reconcile, "ORDERS_PER_PASS", 1)
+
+    first = await services.reconciler().run_pass()
+    second = await services.reconciler().run_pass()
+
+    assert (first.failed, second.changed) == (1, 1)
+    assert (await order_row(db, waiting["orderId"]))["status"] == "PAID"
+
+
 async def test_one_failing_order_does_not_stop_the_pass(
     client: httpx.AsyncClient,
     portone: respx.MockRouter,

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from app import logs, metrics, standard_webhooks
 from app.db import Database, Query, one_of
 from app.errors import WebhookPayloadInvalid, WebhookSignatureInvalid
+from app.orders.tables import orders
 from app.payments.sync import PaymentSync, Source
 from app.payments.tables import webhook_deliveries as deliveries
 from app.portone.errors import PaymentNotFound
@@ -105,10 +106,16 @@ SETTLE = Query(
         lease_until=None,
     )
 )
+# One row per payment, its order's least recently reconciled first: a payment that keeps
+# failing goes to the back of the list after each pass instead of holding its head.
 UNPROCESSED = Query(
     select(deliveries.c.payment_id)
+    .join(orders, orders.c.payment_id == deliveries.c.payment_id, isouter=True)
     .where(deliveries.c.payment_id.is_not(None), _abandoned)
-    .order_by(deliveries.c.received_at)
+    .group_by(deliveries.c.payment_id)
+    .order_by(
+        func.max(orders.c.reconciled_at).asc().nulls_first(), func.min(deliveries.c.received_at)
+    )
     .limit(bindparam("limit", type_=Integer))
 )
 OLDEST_UNPROCESSED = Query(
@@ -210,8 +217,8 @@ async def settle_deliveries(db: asyncpg.Connection, payment_id: str) -> None:
 
 
 async def unprocessed_payment_ids(db: asyncpg.Connection, limit: int) -> list[str]:
-    """Payments whose webhook failed, or whose handler vanished past its lease, the
-    longest waiting first."""
+    """Payments whose webhook failed, or whose handler vanished past its lease; those the
+    reconciler looked at least recently first."""
     return [row["payment_id"] for row in await UNPROCESSED.rows(db, limit=limit)]
 
 
