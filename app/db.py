@@ -164,8 +164,9 @@ def migration_head() -> str | None:
 
 # SQLSTATE classes of a database that cannot be used: connection exception, insufficient
 # resources ("too many clients"), operator intervention (shutting down, starting up),
-# credentials refused, no such database (both fixed by ops, not by the caller).
-UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "28", "3D"})
+# credentials refused, no such database (both fixed by ops, not by the caller); and
+# transaction rollback (a deadlock or serialization failure: the same call may succeed).
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "28", "3D", "40"})
 # A table or column the code needs is missing: the schema is behind it (or was never
 # migrated), and ops' `alembic upgrade head` puts that right.
 SCHEMA_BEHIND_SQLSTATES = frozenset({"42P01", "42703"})
@@ -185,7 +186,8 @@ def sqlstate_of(exc: BaseException) -> str | None:
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says the database could not be reached (retry), not that a query is wrong.
+    """Whether `exc` says the database could not be reached or could not finish the work
+    now (retry), not that a query is wrong.
 
     It may come through SQLAlchemy (wrapped) or straight from asyncpg (`Database.connect`).
     """

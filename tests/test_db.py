@@ -61,6 +61,19 @@ async def test_a_dead_connection_is_not_reused_and_its_error_means_unavailable(
     assert pid != first
 
 
+async def test_a_deadlock_is_worth_a_retry_and_a_wrong_query_is_not(database: Database) -> None:
+    async with database.connect() as db:
+        with pytest.raises(asyncpg.PostgresError) as deadlock:
+            await db.execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$"
+            )
+        with pytest.raises(asyncpg.PostgresError) as wrong:
+            await db.execute("SELECT 1 / 0")
+
+    assert database_unavailable(deadlock.value)
+    assert not database_unavailable(wrong.value)
+
+
 async def test_a_query_binds_named_values_through_their_types(database: Database) -> None:
     document = Query(select(func.jsonb_typeof(bindparam("value", type_=JSONB))))
     async with database.connect() as db:
