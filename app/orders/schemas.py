@@ -101,7 +101,7 @@ def _absent(value: object) -> bool:
     return value is None
 
 
-Optional = Annotated[str | SkipJsonSchema[None], Field(default=None, exclude_if=_absent)]
+LeftOutIfNone = Annotated[str | SkipJsonSchema[None], Field(default=None, exclude_if=_absent)]
 """A parameter the browser SDK types as `string | undefined`: left out, never null."""
 
 
@@ -110,12 +110,12 @@ class Checkout(ApiModel):
     `@portone/browser-sdk/v2` types its `PaymentRequest` (but `payMethod`, the page's)."""
 
     store_id: str
-    channel_key: Optional
+    channel_key: LeftOutIfNone
     payment_id: str
     order_name: str
     total_amount: int
     currency: Annotated[str, CURRENCY_SCHEMA]
-    redirect_url: Optional
+    redirect_url: LeftOutIfNone
 
 
 class OrderOut(ApiModel):

@@ -105,15 +105,8 @@ class Cap:
     pool); one more waits a moment for a slot and is then refused (as PortOne unavailable),
     so a flood of calls costs neither PortOne's rate limit nor an unbounded queue."""
 
-    def __init__(
-        self,
-        size: int,
-        *,
-        wait_seconds: float | None = None,
-        on_wait: Callable[[], object] | None = None,
-    ) -> None:
+    def __init__(self, size: int, *, on_wait: Callable[[], object] | None = None) -> None:
         self._slots = asyncio.Semaphore(size)
-        self._wait = wait_seconds
         self._on_wait = on_wait
 
     @contextlib.asynccontextmanager
@@ -122,8 +115,7 @@ class Cap:
             if self._on_wait is not None:
                 self._on_wait()
             try:
-                wait = CAP_WAIT_SECONDS if self._wait is None else self._wait
-                await asyncio.wait_for(self._slots.acquire(), wait)
+                await asyncio.wait_for(self._slots.acquire(), CAP_WAIT_SECONDS)
             except TimeoutError:
                 raise PortOneUnavailable(
                     "too many calls to PortOne in flight in this process", retry_after=1
