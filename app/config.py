@@ -33,6 +33,11 @@ REQUIRED_IN_LIVE = (
 
 PORTONE_API = "https://api.portone.io"
 
+# Below these a secret can be guessed or brute-forced offline (an HMAC key is as strong as
+# its bytes; the token is compared on every internal call).
+MIN_TOKEN_CHARACTERS = 32
+MIN_KEY_BYTES = 24
+
 
 class ConfigurationError(Exception):
     """The environment does not describe a service that can start."""
@@ -98,13 +103,44 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:
-        live = self.portone_mode == "live"
-        missing = [name for name in REQUIRED_IN_LIVE if live and not getattr(self, name.lower())]
-        if self.order_events_url and not self.order_events_secret:
-            missing.append("ORDER_EVENTS_SECRET (required with ORDER_EVENTS_URL)")
-        if missing:
-            raise ConfigurationError("missing required configuration: " + ", ".join(missing))
+        refusals = self._refusals()
+        if refusals:
+            raise ConfigurationError("\n".join(refusals))
         return self._with_sandbox_defaults() if self.portone_mode == "sandbox" else self
+
+    def _refusals(self) -> list[str]:
+        """One line per variable that keeps the service from starting as configured."""
+        live = self.portone_mode == "live"
+        refusals = [
+            f"{name}: required in live mode"
+            for name in REQUIRED_IN_LIVE
+            if live and not getattr(self, name.lower())
+        ]
+        if self.order_events_url and not self.order_events_secret:
+            refusals.append("ORDER_EVENTS_SECRET: required with ORDER_EVENTS_URL")
+        if not live and self.portone_api_base_url is not None:
+            refusals.append(
+                "PORTONE_API_BASE_URL: sandbox mode talks only to its own emulator; "
+                "unset it, or set PORTONE_MODE=live"
+            )
+        if live:
+            refusals += self._weak()
+        return refusals
+
+    def _weak(self) -> list[str]:
+        """Live secrets too short to be secret (sandbox mode makes up strong ones)."""
+        weak = []
+        token = self.internal_api_token
+        if token and len(token.get_secret_value()) < MIN_TOKEN_CHARACTERS:
+            weak.append(f"INTERNAL_API_TOKEN: must be at least {MIN_TOKEN_CHARACTERS} characters")
+        keys = {
+            "PORTONE_WEBHOOK_SECRETS": self.portone_webhook_secrets,
+            "ORDER_EVENTS_SECRET": [self.order_events_secret] if self.order_events_secret else [],
+        }
+        for name, values in keys.items():
+            if any(len(decode_secret(s.get_secret_value())) < MIN_KEY_BYTES for s in values):
+                weak.append(f"{name}: each secret must decode to at least {MIN_KEY_BYTES} bytes")
+        return weak
 
     def _with_sandbox_defaults(self) -> Settings:
         # The model is frozen; sandbox defaults are filled in once, right after validation.
@@ -157,11 +193,6 @@ class Settings(BaseSettings):
         return str(self.public_base_url).rstrip("/") + "/payments/return"
 
     @property
-    def emulated(self) -> bool:
-        """Sandbox mode with no PortOne URL given: the in-process emulator answers."""
-        return self.portone_mode == "sandbox" and self.portone_api_base_url is None
-
-    @property
     def webhook_keys(self) -> list[bytes]:
         return [decode_secret(s.get_secret_value()) for s in self.portone_webhook_secrets]
 
@@ -172,7 +203,8 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Read the environment; a `ConfigurationError` names every missing variable at once."""
+    """Read the environment; a `ConfigurationError` names every variable that is wrong, one
+    line each."""
     try:
         return Settings()
     except ValidationError as exc:
@@ -180,4 +212,4 @@ def load_settings() -> Settings:
             f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
             for error in exc.errors()
         ]
-        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+        raise ConfigurationError("\n".join(problems)) from None

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from app import docs, health, logs, problems
 from app.background import every
 from app.config import Settings, load_settings
-from app.middleware import BodyLimit, PublicCors, RequestContext
+from app.middleware import BodyLimit, InternalToken, PublicCors, RequestContext
 from app.orders.router import router as orders_router
 from app.outbox.delivery import new_events_client
 from app.outbox.router import router as outbox_router
@@ -50,12 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        # A redirect to the slash-less path would be built from the request's Host.
+        redirect_slashes=False,
     )
     docs.install(app)
     problems.install(app)
-    app.add_middleware(BodyLimit)
-    app.add_middleware(PublicCors, origins=settings.cors_allow_origins)
-    app.add_middleware(RequestContext)
     app.include_router(payments_router)
     app.include_router(orders_router)
     app.include_router(refunds_router)
@@ -65,7 +64,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from app import sandbox
 
         sandbox.install(app)
+    assert settings.internal_api_token is not None
+    app.add_middleware(BodyLimit)
+    app.add_middleware(
+        InternalToken,
+        token=settings.internal_api_token.get_secret_value(),
+        segments=internal_segments(app),
+    )
+    app.add_middleware(PublicCors, origins=settings.cors_allow_origins)
+    app.add_middleware(RequestContext)
     return app
+
+
+def internal_segments(app: FastAPI) -> frozenset[str]:
+    """The first path segments of the internal routes, read from the OpenAPI document (so
+    what it declares is what `InternalToken` guards); no public route may share one."""
+    operations = [
+        (path.split("/", 2)[1], any(op.get("security") for op in by_method.values()))
+        for path, by_method in app.openapi()["paths"].items()
+    ]
+    internal = {segment for segment, secured in operations if secured}
+    if public := {segment for segment, secured in operations if not secured} & internal:
+        raise RuntimeError(f"public routes under internal paths: {sorted(public)}")
+    return frozenset(internal)
 
 
 # Collect the young generation once 50,000 more objects have been made than freed, not
@@ -115,12 +136,12 @@ async def _open(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
         return
     from app import sandbox
 
-    emulated = settings.emulated
+    # Sandbox mode reaches only its own emulator: the configuration refuses a PortOne URL.
     async with (
         open_services(
             settings,
-            portone_base_url=sandbox.EMULATOR_BASE_URL if emulated else None,
-            portone_transport=sandbox.in_process(app) if emulated else None,
+            portone_base_url=sandbox.EMULATOR_BASE_URL,
+            portone_transport=sandbox.in_process(app),
         ) as services,
         sandbox.running(app, settings, services.database),
     ):

@@ -24,7 +24,7 @@ from tests.postgres_proxy import PostgresProxy
 
 PORTONE_HOST = "portone.test"
 PORTONE = f"https://{PORTONE_HOST}"
-TOKEN = "internal-test-token"
+TOKEN = "internal-test-token-of-32-characters"
 WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMDAx"
 
 

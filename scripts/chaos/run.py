@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
     logs = Path(tempfile.mkdtemp(prefix="stress-logs-"))
     processes = Processes(logs)
-    token, api_secret = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    token, api_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(16)
     webhook_secret, events_secret = _whsec(), _whsec()
     standin_port, receiver_port = free_port(), free_port()
     ports = [free_port(), free_port()]
