@@ -118,7 +118,13 @@ class Checkout(ApiModel):
     redirect_url: LeftOutIfNone
 
 
-class OrderOut(ApiModel):
+class PaymentResult(ApiModel):
+    """What the public doors answer: the payment's outcome and nothing about the customer.
+
+    Anyone who knows a paymentId can ask, and paymentIds travel in URLs (the return
+    query, browser history, Referer headers, analytics); a rejection's reason is in the
+    problem body instead."""
+
     order_id: str
     payment_id: str
     order_name: str
@@ -128,6 +134,39 @@ class OrderOut(ApiModel):
     paid_at: datetime | None
     refunded_amount: int
     virtual_account: VirtualAccount | None
+
+    @staticmethod
+    def of(order: Order) -> PaymentResult:
+        return PaymentResult.model_construct(**_outcome(order))
+
+
+def _outcome(order: Order) -> dict[str, Any]:
+    """A payment result's fields, from a row this service wrote (so not validated again)."""
+    virtual_account = None
+    if order.va_account_number is not None:
+        virtual_account = VirtualAccount.model_construct(
+            bank=order.va_bank,
+            account_number=order.va_account_number,
+            remittee_name=order.va_remittee_name,
+            expires_at=order.va_expires_at,
+        )
+    return {
+        "order_id": order.id,
+        "payment_id": order.payment_id,
+        "order_name": order.order_name,
+        "amount": order.amount,
+        "currency": order.currency,
+        "status": order.status,
+        "paid_at": order.paid_at,
+        "refunded_amount": order.refunded_amount,
+        "virtual_account": virtual_account,
+    }
+
+
+class OrderOut(PaymentResult):
+    """The whole order, for the shop's own services: the payment result, and what the shop
+    told and asked of the service."""
+
     rejection_reason: str | None
     customer: dict[str, Any] | None
     metadata: dict[str, Any]
@@ -143,24 +182,8 @@ class OrderOut(ApiModel):
         """The order as the API shows it, built without validating again (`model_construct`)
         values that come from a row this service wrote: on every answer, that costs CPU and
         catches nothing."""
-        virtual_account = None
-        if order.va_account_number is not None:
-            virtual_account = VirtualAccount.model_construct(
-                bank=order.va_bank,
-                account_number=order.va_account_number,
-                remittee_name=order.va_remittee_name,
-                expires_at=order.va_expires_at,
-            )
         return cls.model_construct(
-            order_id=order.id,
-            payment_id=order.payment_id,
-            order_name=order.order_name,
-            amount=order.amount,
-            currency=order.currency,
-            status=order.status,
-            paid_at=order.paid_at,
-            refunded_amount=order.refunded_amount,
-            virtual_account=virtual_account,
+            **_outcome(order),
             rejection_reason=order.rejection_reason,
             customer=order.customer,
             metadata=order.metadata,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import Field
 
-from app.deps import CompletionDep, InboxDep, ReturnDoorDep, SettingsDep
+from app.deps import CompletionDep, InboxDep, ReturnDoorDep
 from app.errors import (
     OrderNotFound,
     PaymentNotPaid,
@@ -16,7 +16,7 @@ from app.errors import (
     WebhookPayloadInvalid,
     WebhookSignatureInvalid,
 )
-from app.orders.schemas import OrderOut
+from app.orders.schemas import PaymentResult
 from app.payments.inbox import Outcome
 from app.problems import problem_responses
 from app.schemas import ApiModel
@@ -36,14 +36,10 @@ class CompleteRequest(ApiModel):
     "/payments/complete",
     responses=problem_responses(OrderNotFound, PaymentNotPaid, PaymentRejected, 502, 503),
 )
-async def complete(
-    body: CompleteRequest, completion: CompletionDep, settings: SettingsDep
-) -> OrderOut:
-    order = await completion.complete(body.payment_id)
-    return OrderOut.present(order, settings)
-
-
-Short = Annotated[Text, Query(max_length=200)]
+async def complete(body: CompleteRequest, completion: CompletionDep) -> PaymentResult:
+    """The payment's outcome once PortOne was asked: 200 when the order ends PAID or
+    AWAITING_DEPOSIT, else the problem that says why."""
+    return PaymentResult.of(await completion.complete(body.payment_id))
 
 
 @router.get(
@@ -59,15 +55,23 @@ Short = Annotated[Text, Query(max_length=200)]
 async def payment_return(
     door: ReturnDoorDep,
     payment_id: Annotated[Text, Query(alias="paymentId", min_length=1, max_length=200)],
-    tx_id: Annotated[Short | None, Query(alias="txId")] = None,
-    code: Short | None = None,
-    message: Annotated[Text | None, Query(max_length=2000)] = None,
+    tx_id: Annotated[str | None, Query(alias="txId")] = None,
+    code: Annotated[
+        str | None,
+        Query(description="PortOne's error code, when the payment window failed"),
+    ] = None,
+    message: Annotated[
+        str | None,
+        Query(description="PortOne's error message: never shown, PortOne is asked instead"),
+    ] = None,
 ) -> Response:
-    """The redirect flow's landing, as PortOne's redirect calls it: without `code` the
-    payment is verified as `/payments/complete` verifies it, then the customer is sent to
-    the order's `returnUrl` with `orderId`, `paymentId` and `status` (the order's status,
-    or `FAILED` with PortOne's `code` and `message`)."""
-    landing = await door.land(payment_id, code=code, message=message)
+    """The redirect flow's landing, as PortOne's redirect calls it: the payment is verified
+    as `/payments/complete` verifies it, then the customer is sent to the order's
+    `returnUrl` with `orderId`, `paymentId` and `status` (the order's status after
+    verification; `FAILED` when it was not paid and the query had a `code`, which is then
+    passed on if it is at most 64 of `A-Z`, `0-9` and `_`, with PortOne's own failure
+    message)."""
+    landing = await door.land(payment_id, code=code)
     if landing.location is not None:
         return RedirectResponse(landing.location, status_code=303)
     return HTMLResponse(landing.page, status_code=landing.status)

@@ -18,6 +18,7 @@ from app.main import create_app
 from app.services import Services
 from tests.conftest import make_settings
 from tests.helpers import (
+    INTERNAL,
     after_backoff,
     complete,
     create_order,
@@ -115,7 +116,7 @@ async def test_thirty_racing_completions_and_webhooks_cancel_a_tampered_payment_
     assert f"cancellation of {TAMPERED} KRW SUCCEEDED" in compensation["detail"]
     listed = await client.get(
         f"/orders/{order['orderId']}/events",
-        headers={"Authorization": "Bearer internal-test-token"},
+        headers=INTERNAL,
     )
     sources = [e["source"] for e in listed.json()["events"]]
     assert sources.count("compensation") == 1

@@ -12,7 +12,7 @@ import respx
 
 from app.config import Settings
 from tests.conftest import make_settings
-from tests.helpers import INTERNAL, create_order, portone_returns
+from tests.helpers import INTERNAL, complete, create_order, portone_returns
 from tests.problem_details import assert_validation_failed
 
 SHOP = "https://shop.example/thanks?cart=7"
@@ -48,22 +48,88 @@ async def test_a_paid_payment_lands_on_the_orders_return_url_with_its_status(
     assert stored.json()["status"] == "PAID"
 
 
-async def test_a_failure_portone_reported_lands_as_failed_without_asking_portone(
+async def test_a_failure_lands_as_failed_with_the_code_and_portones_own_message(
     client: httpx.AsyncClient, portone: respx.MockRouter
 ) -> None:
     order = await create_order(client, returnUrl=SHOP)
-    route = portone.route()
+    fetched = portone_returns(portone, order["paymentId"], status="FAILED")
 
     _, query = landed(
-        await land(client, paymentId=order["paymentId"], code="FAILURE_TYPE_PG", message="no")
+        await land(
+            client, paymentId=order["paymentId"], code="FAILURE_TYPE_PG", message="call 070-…"
+        )
     )
 
-    assert (query["status"], query["code"], query["message"]) == (
-        ["FAILED"],
-        ["FAILURE_TYPE_PG"],
-        ["no"],
+    assert query["status"] == ["FAILED"]
+    assert query["code"] == ["FAILURE_TYPE_PG"]
+    assert query["message"] == ["카드 한도 초과"]  # PortOne's failure.reason
+    assert fetched.call_count == 1
+
+
+async def test_a_code_for_a_payment_portone_does_not_hold_failed_carries_no_message(
+    client: httpx.AsyncClient, portone: respx.MockRouter
+) -> None:
+    order = await create_order(client, returnUrl=SHOP)
+    portone_returns(portone, order["paymentId"], status="READY")
+
+    _, query = landed(
+        await land(client, paymentId=order["paymentId"], code="PG_ERROR", message="forged")
     )
-    assert not route.called
+
+    assert query["status"] == ["FAILED"]
+    assert query["code"] == ["PG_ERROR"]
+    assert "message" not in query
+
+
+async def test_a_paid_order_lands_paid_whatever_code_and_message_the_query_carries(
+    client: httpx.AsyncClient, portone: respx.MockRouter
+) -> None:
+    order = await create_order(client, returnUrl=SHOP)
+    portone_returns(portone, order["paymentId"])
+    assert (await complete(client, order["paymentId"])).status_code == 200
+
+    _, query = landed(
+        await land(
+            client,
+            paymentId=order["paymentId"],
+            code="X",
+            message="Your card was charged twice, call 070-0000-0000",
+        )
+    )
+
+    assert query["status"] == ["PAID"]
+    assert "code" not in query
+    assert "message" not in query
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["lower_case", "A" * 65, "WITH SPACE", "<script>", "CODE\n", "코드", ""],
+)
+async def test_a_code_that_is_not_a_safe_token_is_dropped(
+    client: httpx.AsyncClient, portone: respx.MockRouter, code: str
+) -> None:
+    order = await create_order(client, returnUrl=SHOP)
+    portone_returns(portone, order["paymentId"], status="FAILED")
+
+    _, query = landed(await land(client, paymentId=order["paymentId"], code=code))
+
+    assert query["status"] == ["FAILED"]
+    assert "code" not in query
+
+
+async def test_a_failure_while_portone_is_away_lands_failed_without_a_message(
+    client: httpx.AsyncClient, portone: respx.MockRouter
+) -> None:
+    order = await create_order(client, returnUrl=SHOP)
+    portone.get(f"/payments/{order['paymentId']}").respond(503)
+
+    _, query = landed(
+        await land(client, paymentId=order["paymentId"], code="FAILURE_TYPE_PG", message="x")
+    )
+
+    assert (query["status"], query["code"]) == (["FAILED"], ["FAILURE_TYPE_PG"])
+    assert "message" not in query
 
 
 @pytest.mark.parametrize(
