@@ -3,15 +3,13 @@ thread hop)."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPBearer
 
 from app.config import Settings
-from app.errors import Unauthorized
 from app.orders.service import Orders
 from app.outbox.service import OutboxEvents
 from app.payments.complete import Completion
@@ -50,24 +48,15 @@ async def _reconciler(request: Request) -> Reconciler:
 ReconcilerDep = Annotated[Reconciler, Depends(_reconciler)]
 
 
-# Declared in the OpenAPI document (Swagger UI's "Authorize"); checked below, so a wrong
-# or missing token is this service's 401 problem, not FastAPI's 403.
-bearer = HTTPBearer(
+INTERNAL = HTTPBearer(
     scheme_name="InternalToken",
     description="The INTERNAL_API_TOKEN, as `Authorization: Bearer <token>`",
     auto_error=False,
 )
+"""Marks a route internal: declared in the OpenAPI document (Swagger UI's "Authorize"), and
+checked by `app.middleware.InternalToken` before anything reads the request's body."""
 
-
-async def require_internal_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    token = settings.internal_api_token
-    assert token is not None
-    presented = credentials.credentials.encode() if credentials else b""
-    if not hmac.compare_digest(presented, token.get_secret_value().encode()):
-        raise Unauthorized("send Authorization: Bearer <INTERNAL_API_TOKEN>")
+Internal = Security(INTERNAL)
 
 
 IdempotencyKey = Annotated[

@@ -25,7 +25,9 @@ def install(app: FastAPI) -> None:
             swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{root}{ASSETS}/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
+            # The token "Authorize" takes is kept only while the page is open, never in the
+            # browser's storage on an origin the public may share.
+            swagger_ui_parameters={"persistAuthorization": False, "displayRequestDuration": True},
         )
 
     app.add_api_route("/docs", swagger_ui, include_in_schema=False)

@@ -1,8 +1,10 @@
 """ASGI middleware: request ids, one log line and metrics per request, CORS where public,
-and a bound on request bodies."""
+the internal token, and a bound on request bodies. The last two refuse before a body is
+read: a stranger's request costs its headers, no more."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
@@ -13,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logs, metrics
-from app.errors import PayloadTooLarge
+from app.errors import PayloadTooLarge, ServiceError, Unauthorized
 from app.problems import problem
 
 logger = logging.getLogger("app.http")
@@ -79,6 +81,25 @@ class PublicCors:
         await (self.cors if public else self.app)(scope, receive, send)
 
 
+class InternalToken:
+    """Refuses (401 UNAUTHORIZED) a request under an internal route's first path segment
+    (`/orders`, `/order-events`) without `Authorization: Bearer <INTERNAL_API_TOKEN>`."""
+
+    def __init__(self, app: ASGIApp, token: str, segments: frozenset[str]) -> None:
+        self.app = app
+        self.expected = token.encode()
+        self.segments = segments
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].split("/", 2)[1] in self.segments:
+            scheme, _, presented = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(presented, self.expected):
+                unauthorized = Unauthorized("send Authorization: Bearer <INTERNAL_API_TOKEN>")
+                await _refusal(unauthorized, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # The most a request body may hold, by path: the public doors take a few hundred bytes.
 BODY_LIMITS = {"/payments/complete": 16 * 1024, "/webhooks/portone": 64 * 1024}
 DEFAULT_BODY_LIMIT = 1024 * 1024
@@ -119,8 +140,11 @@ class BodyLimit:
 
 
 def _too_large(limit: int) -> ASGIApp:
-    error = PayloadTooLarge(f"the body may hold {limit} bytes at most")
-    return problem(error.status, error.code, error.title, error.detail)
+    return _refusal(PayloadTooLarge(f"the body may hold {limit} bytes at most"))
+
+
+def _refusal(error: ServiceError, headers: dict[str, str] | None = None) -> ASGIApp:
+    return problem(error.status, error.code, error.title, error.detail, headers=headers)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -76,8 +76,10 @@ def _unready(exc: Exception) -> DatabaseUnavailable:
             "the database refused our credentials: check DATABASE_URL",
             reason="credentials refused",
         )
+    # The driver's own words name hosts and addresses: they go to the log, not the answer.
+    logger.warning("database unavailable: %s", exc)
     what = "did not answer" if database_unavailable(exc) else f"failed ({type(exc).__name__})"
-    return DatabaseUnavailable(f"the database {what}: {exc}"[:300], reason="unreachable")
+    return DatabaseUnavailable(f"the database {what}", reason="unreachable")
 
 
 def _current_revision(connection: Connection) -> str | None:

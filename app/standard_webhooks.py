@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 _TIMESTAMP = re.compile(r"\A[0-9]{1,12}\Z")
 _ID = re.compile(r"\A[\x21-\x7e]{1,255}\Z")
 _SIGNATURE = re.compile(r"\A(v[0-9]+[a-z]*),([A-Za-z0-9+/=]+)\Z")
+# Rotation sends a signature per live key: a few. Past these a header is refused unread.
+MAX_SIGNATURE_HEADER = 4096
+MAX_SIGNATURES = 8
 
 
 class InvalidSignature(Exception):
@@ -96,6 +99,11 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def _v1_signatures(header: str) -> list[bytes]:
+    if len(header) > MAX_SIGNATURE_HEADER or header.count(" ") >= MAX_SIGNATURES:
+        raise InvalidSignature(
+            f"webhook-signature may hold {MAX_SIGNATURES} signatures"
+            f" in {MAX_SIGNATURE_HEADER} characters at most"
+        )
     signatures = []
     for entry in header.split(" "):
         match = _SIGNATURE.match(entry)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from app.deps import IdempotencyKey, OrdersDep, SettingsDep, require_internal_token
+from app.deps import IdempotencyKey, Internal, OrdersDep, SettingsDep
 from app.errors import IdempotencyKeyReused, OrderNotFound, Unauthorized
 from app.orders.cursor import decode_cursor, encode_cursor
 from app.orders.schemas import HistoryEntryOut, OrderCreate, OrderHistory, OrderOut, OrderPage
@@ -15,7 +15,7 @@ from app.problems import problem_responses
 from app.text import Text
 from app.times import UtcDatetime
 
-router = APIRouter(tags=["orders"], dependencies=[Depends(require_internal_token)])
+router = APIRouter(tags=["orders"], dependencies=[Internal])
 
 OrderId = Annotated[Text, Path(min_length=1, max_length=40)]
 

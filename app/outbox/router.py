@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Path, Query, status
 
-from app.deps import OutboxEventsDep, require_internal_token
+from app.deps import Internal, OutboxEventsDep
 from app.errors import EventNotFound, Unauthorized
 from app.outbox.event import DeliveryState
 from app.outbox.schemas import OrderEventDeliveries, OrderEventDelivery
 from app.problems import problem_responses
 from app.text import Text
 
-router = APIRouter(tags=["order events"], dependencies=[Depends(require_internal_token)])
+router = APIRouter(tags=["order events"], dependencies=[Internal])
 
 
 @router.get("/order-events", responses=problem_responses(Unauthorized, 503))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 
-from app.deps import IdempotencyKey, RefundsDep, SettingsDep, require_internal_token
+from app.deps import IdempotencyKey, Internal, RefundsDep, SettingsDep
 from app.errors import (
     IdempotencyKeyReused,
     OrderNotFound,
@@ -20,7 +20,7 @@ from app.orders.schemas import OrderOut
 from app.problems import problem_responses
 from app.refunds.schemas import RefundRequest
 
-router = APIRouter(tags=["orders"], dependencies=[Depends(require_internal_token)])
+router = APIRouter(tags=["orders"], dependencies=[Internal])
 
 
 @router.post(

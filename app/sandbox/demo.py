@@ -35,12 +35,13 @@ async def favicon() -> Response:
 
 
 @router.post("/checkout", status_code=201)
-async def checkout(request: Request, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
-    """The shop's backend creating the order; the redirect flow comes back to this page
-    when its address may be a `returnUrl` (https, or http on localhost), else it ends on
-    the service's own landing page."""
-    page = str(request.url_for("demo_page"))
+async def checkout(orders: OrdersDep, settings: SettingsDep) -> OrderOut:
+    """The shop's backend creating the order; the redirect flow comes back to this page at
+    PUBLIC_BASE_URL (never at an address built from the request's Host) when that may be a
+    `returnUrl` (https, or http on localhost), else it ends on the service's own landing
+    page."""
     try:
+        page = None if settings.public_base_url is None else str(settings.public_base_url)
         product = OrderCreate(**PRODUCT, return_url=page)
     except ValidationError:
         product = OrderCreate(**PRODUCT)
