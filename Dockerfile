@@ -8,11 +8,14 @@ FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /venv
 COPY requirements.lock /tmp/requirements.lock
-RUN /venv/bin/pip install --no-deps -r /tmp/requirements.lock
+# The lock and nothing else: every package pinned and hash-checked, none resolved here
+# (requirements.lock is generated from pyproject.toml by scripts/lock.py).
+RUN /venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.lock
 
 FROM python:3.11.11-slim-bookworm
-ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    FORWARDED_ALLOW_IPS=*
+# No FORWARDED_ALLOW_IPS here: the service trusts X-Forwarded-* from 127.0.0.1 only (its
+# default). Behind a proxy, set FORWARDED_ALLOW_IPS to that proxy's address at run time.
+ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN useradd --system --uid 10001 --home-dir /srv verifier
 COPY --from=build /venv /venv
 WORKDIR /srv
