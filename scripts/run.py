@@ -4,9 +4,11 @@
 
 Creates .venv and installs the project if needed. Without DATABASE_URL it starts an
 embedded Postgres under .data/postgres (stopped again on Ctrl-C or SIGTERM); it applies
-the migrations; without PORTONE_MODE it runs in sandbox mode, generating the internal
-token and printing it, with PUBLIC_BASE_URL set to its own address (for the redirect
-flow). Anything set in the environment or in .env is used as given.
+the migrations; without PORTONE_MODE it runs in sandbox mode, with PUBLIC_BASE_URL set to
+its own address (for the redirect flow) and an internal token kept in .data/ (made on
+the first start, readable by its owner alone, the same after a restart), which it
+prints. Anything set in the environment or in .env is used as given; a token of live
+mode is never printed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from contextlib import contextmanager
 
 import _venv
 
-_venv.enter()
+_venv.enter("run")
+
+from app import config  # noqa: E402  (importable once in the virtualenv)
 
 DATA = _venv.ROOT / ".data" / "postgres"
 TOKEN_FILE = _venv.ROOT / ".data" / "internal-token"
@@ -83,12 +87,31 @@ def serve(env: dict[str, str], port: int) -> int:
 
 
 def port_free(port: int) -> bool:
+    """Whether the server can listen on `port`: bound with its own option (SO_REUSEADDR),
+    so the connections a stopped run left closing (TIME_WAIT) do not count, a listener
+    does."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
+
+
+def sandbox_token() -> str:
+    """The sandbox's internal token, kept in .data/ so the shell's $TOKEN and Swagger's
+    "Authorize" still hold after a restart; made on the first start, for its owner's eyes."""
+    if TOKEN_FILE.exists():
+        kept = TOKEN_FILE.read_text().strip()
+        if len(kept) >= config.MIN_TOKEN_CHARACTERS:
+            return kept
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return token
 
 
 def main() -> int:
@@ -108,17 +131,16 @@ def main() -> int:
     env = {k: v for k, v in dotenv_values(_venv.ROOT / ".env").items() if v is not None}
     env |= os.environ
     env.setdefault("PORTONE_MODE", "sandbox")
-    if env["PORTONE_MODE"] == "sandbox":
-        env.setdefault("INTERNAL_API_TOKEN", secrets.token_urlsafe(24))
+    sandbox = env["PORTONE_MODE"] == "sandbox"
+    if sandbox:
+        if "INTERNAL_API_TOKEN" not in env:
+            env["INTERNAL_API_TOKEN"] = sandbox_token()
         env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{args.port}")
-        # For the README's walk-through, which reads it from here (a sandbox's, not a secret).
-        TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
-        TOKEN_FILE.write_text(env["INTERNAL_API_TOKEN"] + "\n")
     with _database(env) as url:
         env["DATABASE_URL"] = url
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)
         base = f"http://127.0.0.1:{args.port}"
-        token = env.get("INTERNAL_API_TOKEN", "(from your environment)")
+        token = env["INTERNAL_API_TOKEN"] if sandbox else "(from your environment)"
         print(
             f"\n  {env['PORTONE_MODE'].upper()} mode\n"
             f"  service   {base}/   (demo checkout in sandbox mode)\n"

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import WEBHOOK_SECRET
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,44 +50,77 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def test_run_command_serves_the_sandbox_on_embedded_postgres_and_stops_it(
-    fresh_copy: Path,
-) -> None:
-    port = free_port()
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+def _run(copy: Path, port: int, **environment: str) -> subprocess.Popen[str]:
+    """`python3 scripts/run.py --port PORT` as a new user types it, once /readyz says 200."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **environment}
     process = subprocess.Popen(
         [sys.executable, "scripts/run.py", "--port", str(port)],
-        cwd=fresh_copy,
+        cwd=copy,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    deadline = time.monotonic() + 120
+    ready = None
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx.TransportError):
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            if ready.status_code == 200:
+                return process
+        time.sleep(0.5)
+    process.kill()
+    raise AssertionError(f"not ready ({ready}): {process.communicate()[0]}")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_run_command_serves_the_sandbox_on_embedded_postgres_and_stops_it(
+    fresh_copy: Path,
+) -> None:
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
+    process = _run(fresh_copy, port)
     try:
-        deadline = time.monotonic() + 120
-        ready = None
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                ready = httpx.get(f"{base}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            time.sleep(0.5)
-        assert ready is not None
-        assert ready.status_code == 200
         page = httpx.get(f"{base}/")
         assert page.status_code == 200
         assert "SANDBOX" in page.text
         postmaster = _postmaster_pid(fresh_copy)
         assert _alive(postmaster)
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        output = _stop(process)
 
     assert "internal token" in output
     assert f"{base}/docs" in output
-    assert process.returncode == 0, output
     assert not _alive(postmaster)
+
+
+def test_run_command_restarts_at_once_on_its_port_with_the_same_token(fresh_copy: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first = _run(fresh_copy, port)
+    token_file = fresh_copy / ".data" / "internal-token"
+    token = token_file.read_text().strip()
+    # A connection the server closes lingers in TIME_WAIT on its port after the stop.
+    assert httpx.get(f"{base}/orders", headers={"Authorization": f"Bearer {token}"}).is_success
+    _stop(first)
+
+    again = _run(fresh_copy, port)
+    try:
+        answer = httpx.get(f"{base}/orders", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        output = _stop(again)
+
+    assert answer.status_code == 200
+    assert token_file.read_text().strip() == token
+    assert token in output
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert len(token) >= 32
 
 
 def test_run_command_on_a_busy_port_says_so_and_starts_nothing(fresh_copy: Path) -> None:
@@ -123,3 +158,24 @@ def test_run_command_help_tells_the_port_it_would_use(fresh_copy: Path) -> None:
     )
 
     assert "default: 8123" in run.stdout
+
+
+def test_run_command_in_live_mode_never_prints_the_token(
+    fresh_copy: Path, database_url: str
+) -> None:
+    secret = "live-token-that-must-never-be-printed-0001"
+    live = {
+        "PORTONE_MODE": "live",
+        "DATABASE_URL": database_url,
+        "PORTONE_API_SECRET": "portone-api-secret",
+        "PORTONE_STORE_ID": "store-live",
+        "PORTONE_WEBHOOK_SECRETS": WEBHOOK_SECRET,
+        "INTERNAL_API_TOKEN": secret,
+        "RECONCILE_INTERVAL_SECONDS": "0",
+    }
+
+    output = _stop(_run(fresh_copy, free_port(), **live))
+
+    assert "LIVE mode" in output
+    assert secret not in output
+    assert not (fresh_copy / ".data" / "internal-token").exists()
