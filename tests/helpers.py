@@ -18,6 +18,20 @@ from tests.conftest import TOKEN, WEBHOOK_SECRET
 from tests.portone_payloads import STORE_ID, payment_body
 
 INTERNAL = {"Authorization": f"Bearer {TOKEN}"}
+PAYMENT_RESULT = frozenset(
+    {
+        "orderId",
+        "paymentId",
+        "orderName",
+        "amount",
+        "currency",
+        "status",
+        "paidAt",
+        "refundedAmount",
+        "virtualAccount",
+    }
+)
+"""The fields of what the public doors answer: the Order's first ones, nothing private."""
 
 
 async def complete(client: httpx.AsyncClient, payment_id: str) -> httpx.Response:

@@ -20,20 +20,16 @@ from app.config import Settings
 from app.main import create_app
 from app.standard_webhooks import MAX_SIGNATURE_HEADER, MAX_SIGNATURES
 from tests.conftest import TOKEN, make_settings
-from tests.helpers import INTERNAL, complete, create_order, portone_returns, signed_webhook
+from tests.helpers import (
+    INTERNAL,
+    PAYMENT_RESULT,
+    complete,
+    create_order,
+    portone_returns,
+    signed_webhook,
+)
 from tests.live_server import serving
 
-PAYMENT_RESULT = {
-    "orderId",
-    "paymentId",
-    "orderName",
-    "amount",
-    "currency",
-    "status",
-    "paidAt",
-    "refundedAmount",
-    "virtualAccount",
-}
 CUSTOMER = {"id": "cus-7731", "name": "Kim Minji", "email": "minji@example.kr"}
 PRIVATE = ("cus-7731", "Kim Minji", "minji@example.kr", "loyalty-tier-gold", "shop.example")
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import TOKEN
+from tests.helpers import PAYMENT_RESULT
 from tests.portone_payloads import STORE_ID
 from tests.problem_details import assert_problem, assert_validation_failed
 
@@ -21,16 +22,7 @@ CUSTOMER = {
     "email": "minji@example.com",
     "phoneNumber": "010-1234-5678",
 }
-ORDER_FIELDS = {
-    "orderId",
-    "paymentId",
-    "orderName",
-    "amount",
-    "currency",
-    "status",
-    "paidAt",
-    "refundedAmount",
-    "virtualAccount",
+ORDER_FIELDS = PAYMENT_RESULT | {
     "rejectionReason",
     "customer",
     "metadata",
