@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """The base URL while `app` (lifespan included) serves in a background thread."""
-    port = free_port()
+def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """The base URL while `app` (lifespan included) serves in a background thread (on
+    `port`, when the app was told its address)."""
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -20,6 +20,7 @@ from app.sandbox.delivery import WebhookSender
 from tests.browser import Browsing, needs_chromium, offline_browser
 from tests.conftest import WEBHOOK_SECRET, make_settings
 from tests.live_server import serving
+from tests.processes import free_port
 
 pytestmark = needs_chromium
 
@@ -51,6 +52,7 @@ def settings(database_url: str, shop_events: tuple[str, list[dict[str, Any]]]) -
         portone_accept_test_payments=None,
         order_events_url=shop_events[0],
         order_events_secret=WEBHOOK_SECRET,
+        public_base_url=f"http://127.0.0.1:{free_port()}",  # as the run command sets it
     )
 
 
@@ -80,7 +82,8 @@ def either_first(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture
 def base_url(settings: Settings, db: asyncpg.Connection) -> Iterator[str]:
-    with serving(create_app(settings)) as url:
+    assert settings.public_base_url is not None
+    with serving(create_app(settings), settings.public_base_url.port) as url:
         yield url
 
 
