@@ -96,7 +96,24 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         )
     code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     title = code.replace("_", " ").capitalize()
-    return problem(exc.status_code, code, title, str(exc.detail), headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": allowed}
+    return problem(exc.status_code, code, title, str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the OpenAPI document has at the request's path (a route answers 405
+    with its own methods only, when another route serves the same path)."""
+    segments = request.url.path.split("/")
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = template.split("/")
+        if len(pattern) == len(segments) and all(
+            part == given or part.startswith("{")
+            for part, given in zip(pattern, segments, strict=True)
+        ):
+            return ", ".join(method.upper() for method in operations)
+    return None
 
 
 async def _portone_unavailable(request: Request, exc: Exception) -> JSONResponse:

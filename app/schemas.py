@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 from pydantic.alias_generators import to_camel
 
 
@@ -14,3 +14,12 @@ class StrictApiModel(ApiModel):
     """A request body: unknown fields are an error, not a silent typo."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+INTEGRAL = BeforeValidator(_integral)
+"""After a `StrictInt` and its bounds: an integer as JSON Schema's `integer` has it (so as
+a generated client may send it), `739` or `739.0`; never `739.5`, `"739"` or `true`."""

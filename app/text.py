@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 MAX_DEPTH = 32
 """How deep JSON this service reads may nest (PortOne's nests three deep): deeper is
@@ -54,7 +54,13 @@ def without_nul(value: str) -> str:
     return value.replace("\x00", "")
 
 
-Text = Annotated[str, AfterValidator(storable)]
+NO_NUL = Field(
+    json_schema_extra={"pattern": "^[^\\u0000]*$"},
+    description="Text without NUL characters (and no lone UTF-16 surrogates).",
+)
+"""What the OpenAPI document says of every Text; `storable` is what enforces it."""
+
+Text = Annotated[str, AfterValidator(storable), NO_NUL]
 """A string from a caller of this service: refused (422) unless Postgres can store it."""
 
 PortOneText = Annotated[str, AfterValidator(without_nul)]

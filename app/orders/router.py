@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from app.deps import IdempotencyKey, Internal, OrdersDep, SettingsDep
-from app.errors import IdempotencyKeyReused, OrderNotFound, Unauthorized
+from app.errors import IdempotencyKeyReused, OrderNotFound, PayloadTooLarge, Unauthorized
 from app.orders.cursor import decode_cursor, encode_cursor
 from app.orders.schemas import HistoryEntryOut, OrderCreate, OrderHistory, OrderOut, OrderPage
 from app.orders.status import OrderStatus
@@ -28,7 +28,7 @@ OrderId = Annotated[Text, Path(min_length=1, max_length=40)]
             "model": OrderOut,
             "description": "The order first created with this Idempotency-Key",
         },
-        **problem_responses(Unauthorized, IdempotencyKeyReused, 502, 503),
+        **problem_responses(Unauthorized, IdempotencyKeyReused, PayloadTooLarge, 502, 503),
     },
 )
 async def create_order(
@@ -51,7 +51,15 @@ async def list_orders(
     status: Annotated[list[OrderStatus], Query()] = [],  # noqa: B006 (FastAPI copies it)
     updated_after: Annotated[UtcDatetime | None, Query(alias="updatedAfter")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            pattern="^[A-Za-z0-9_-]*$",
+            description="Opaque: the `nextCursor` of a previous page, and nothing else; any"
+            " other value is answered 422 VALIDATION_FAILED.",
+        ),
+    ] = None,
 ) -> OrderPage:
     """Orders by last update then id: page with `nextCursor` through everything that changed."""
     page = await orders.changed(

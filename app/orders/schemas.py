@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StrictInt, WithJsonSchema, field_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -13,24 +13,30 @@ from pydantic.json_schema import SkipJsonSchema
 from app.config import Settings
 from app.orders.order import Order
 from app.portone.currencies import CURRENCIES
-from app.schemas import ApiModel, StrictApiModel
-from app.text import Text, storable_json
+from app.schemas import INTEGRAL, ApiModel, StrictApiModel
+from app.text import MAX_DEPTH, Text, storable_json
 from app.times import Instant
 
 MAX_METADATA_BYTES = 16_384
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+RETURN_URL = (
+    r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:[0-9]{1,5})?"
+    r"([/?#][^\u0000-\u0020\u007f]*)?$"
+)
+"""An absolute https URL, or http on this machine (a shop developing locally), without
+credentials, spaces or control characters; one pattern for the validator and the OpenAPI
+document alike (written so that ECMA-262 and Python read it the same way: no classes
+such as whitespace, which each defines its own way)."""
+_RETURN_URL = re.compile(RETURN_URL)
 
 Text200 = Annotated[Text, Field(max_length=200)]
 
 
 def _return_url(value: str) -> str:
-    """An absolute https URL, or http on this machine (a shop developing locally)."""
-    url = urlsplit(value)
-    local = url.scheme == "http" and (url.hostname or "") in LOCAL_HOSTS
-    if not (url.scheme == "https" or local) or not url.hostname:
-        raise ValueError("must be an absolute https URL (http only on localhost)")
-    if url.username or url.password:
-        raise ValueError("must not carry credentials")
+    if not _RETURN_URL.fullmatch(value):
+        raise ValueError(
+            "must be an absolute https URL (http only on localhost), without credentials"
+        )
     return value
 
 
@@ -43,7 +49,17 @@ def _portone_currency(value: str) -> str:
 CURRENCY_SCHEMA = WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})
 Currency = Annotated[str, AfterValidator(_portone_currency), CURRENCY_SCHEMA]
 
-ReturnUrl = Annotated[Text, Field(min_length=1, max_length=2000), AfterValidator(_return_url)]
+ReturnUrl = Annotated[
+    Text,
+    Field(
+        min_length=1,
+        max_length=2000,
+        description="Where the redirect flow lands the customer: an absolute https URL,"
+        " or http on localhost; no credentials.",
+        json_schema_extra={"pattern": RETURN_URL},
+    ),
+    AfterValidator(_return_url),
+]
 
 
 class Customer(StrictApiModel):
@@ -55,10 +71,16 @@ class Customer(StrictApiModel):
 
 class OrderCreate(StrictApiModel):
     order_name: Annotated[Text, Field(min_length=1, max_length=200)]
-    amount: Annotated[StrictInt, Field(ge=1, le=10**12)]
+    amount: Annotated[StrictInt, Field(ge=1, le=10**12), INTEGRAL]
     currency: Currency = "KRW"
     customer: Customer | None = None
-    metadata: dict[str, Any] = {}
+    metadata: Annotated[
+        dict[str, Any],
+        Field(
+            description=f"Any JSON object of the shop's: at most {MAX_METADATA_BYTES} bytes"
+            f" encoded, {MAX_DEPTH} levels deep, and no NUL character in a key or a string.",
+        ),
+    ] = {}
     return_url: ReturnUrl | None = None
 
     @field_validator("metadata")

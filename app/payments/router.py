@@ -10,7 +10,9 @@ from pydantic import Field
 
 from app.deps import CompletionDep, InboxDep, ReturnDoorDep
 from app.errors import (
+    DatabaseUnavailable,
     OrderNotFound,
+    PayloadTooLarge,
     PaymentNotPaid,
     PaymentRejected,
     WebhookPayloadInvalid,
@@ -20,6 +22,7 @@ from app.orders.schemas import PaymentResult
 from app.payments.inbox import Outcome
 from app.problems import problem_responses
 from app.schemas import ApiModel
+from app.standard_webhooks import MAX_SIGNATURE_HEADER, MAX_SIGNATURES
 from app.text import Text
 
 router = APIRouter(tags=["payments"])
@@ -34,7 +37,9 @@ class CompleteRequest(ApiModel):
 
 @router.post(
     "/payments/complete",
-    responses=problem_responses(OrderNotFound, PaymentNotPaid, PaymentRejected, 502, 503),
+    responses=problem_responses(
+        OrderNotFound, PaymentNotPaid, PaymentRejected, PayloadTooLarge, 502, 503
+    ),
 )
 async def complete(body: CompleteRequest, completion: CompletionDep) -> PaymentResult:
     """The payment's outcome once PortOne was asked: 200 when the order ends PAID or
@@ -49,7 +54,7 @@ async def complete(body: CompleteRequest, completion: CompletionDep) -> PaymentR
         200: {"description": "The order has no returnUrl: a page saying what happened"},
         303: {"description": "To the order's returnUrl, with orderId, paymentId and status"},
         404: {"description": "No order has this paymentId: a page saying so"},
-        422: problem_responses()[422],
+        **problem_responses(DatabaseUnavailable),
     },
 )
 async def payment_return(
@@ -77,19 +82,46 @@ async def payment_return(
     return HTMLResponse(landing.page, status_code=landing.status)
 
 
+def _header(name: str, description: str, **schema: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+SIGNATURE_HEADERS = [
+    _header("webhook-id", "The delivery's id", pattern="^[\\x21-\\x7e]{1,255}$"),
+    _header("webhook-timestamp", "Seconds since the epoch", pattern="^[0-9]{1,12}$"),
+    _header(
+        "webhook-signature",
+        "`v1,<base64 HMAC-SHA256>` entries separated by spaces, at most"
+        f" {MAX_SIGNATURES}; only PortOne, holding the secret, can make one",
+        maxLength=MAX_SIGNATURE_HEADER,
+    ),
+]
+"""Standard Webhooks' headers, as the OpenAPI document states them (`app.standard_webhooks`
+checks them)."""
+
+
 class WebhookAck(ApiModel):
     outcome: Outcome
 
 
 @router.post(
     "/webhooks/portone",
-    responses=problem_responses(WebhookSignatureInvalid, WebhookPayloadInvalid, 502, 503),
+    responses=problem_responses(
+        WebhookSignatureInvalid, WebhookPayloadInvalid, PayloadTooLarge, 502, 503
+    ),
     openapi_extra={
+        "parameters": SIGNATURE_HEADERS,
         "requestBody": {
             "required": True,
             "description": "A PortOne webhook, signed the Standard Webhooks way",
             "content": {"application/json": {"schema": {"type": "object"}}},
-        }
+        },
     },
 )
 async def portone_webhook(request: Request, inbox: InboxDep) -> WebhookAck:

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt
 
-from app.schemas import StrictApiModel
+from app.schemas import INTEGRAL, StrictApiModel
 from app.text import Text
 
-RefundAmount = Annotated[StrictInt, Field(ge=1, le=10**12)]
+RefundAmount = Annotated[StrictInt, Field(ge=1, le=10**12), INTEGRAL]
 """Part of the order's amount to refund; without it, everything that is left."""
 
 

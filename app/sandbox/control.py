@@ -15,7 +15,7 @@ from app.payments.sync import PaymentSync
 from app.problems import problem_responses
 from app.sandbox.payments import EmulatedPayment, PaymentRequest
 from app.sandbox.state import sandbox_of
-from app.schemas import StrictApiModel
+from app.schemas import INTEGRAL, StrictApiModel
 from app.text import Text
 
 # The emulator refuses what PortOne would (404 unknown payment, 409 wrong state).
@@ -30,7 +30,7 @@ PaymentId = Annotated[Text, Path(min_length=1, max_length=200)]
 
 class Pay(StrictApiModel):
     method: Literal["CARD", "VIRTUAL_ACCOUNT"] = "CARD"
-    amount: Annotated[StrictInt, Field(ge=0, le=10**12)] | None = None
+    amount: Annotated[StrictInt, Field(ge=0, le=10**12), INTEGRAL] | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
     channel_type: Literal["LIVE", "TEST"] = "LIVE"
 
@@ -40,7 +40,7 @@ class Fail(StrictApiModel):
 
 
 class ConsoleCancel(StrictApiModel):
-    amount: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
+    amount: Annotated[StrictInt, Field(ge=1, le=10**12), INTEGRAL] | None = None
 
 
 class NextCancellation(StrictApiModel):

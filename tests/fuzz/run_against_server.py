@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base_url: str = args.base_url.rstrip("/")
 
-    schema = api_fuzz.prepared(schemathesis.openapi.from_url(f"{base_url}/openapi.json"))
+    schema = api_fuzz.prepared(
+        schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=api_fuzz.CONFIG)
+    )
     session = _Session(base_url)
     orders = api_fuzz.seed_orders(session.post_path, args.token)
     known = Known(

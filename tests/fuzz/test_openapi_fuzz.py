@@ -27,7 +27,8 @@ SEED = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else None
 # Collected from the app's OpenAPI without starting it: one test per operation and pass.
 _STATIC = api_fuzz.prepared(
     schemathesis.openapi.from_dict(
-        create_app(make_settings("postgresql+asyncpg://unused@127.0.0.1/unused")).openapi()
+        create_app(make_settings("postgresql+asyncpg://unused@127.0.0.1/unused")).openapi(),
+        config=api_fuzz.CONFIG,
     )
 )
 PLAN = api_fuzz.plan(_STATIC)
@@ -43,7 +44,10 @@ def emulated() -> Iterator[EmulatedPortOne]:
 def served(database_url: str, emulated: EmulatedPortOne) -> Iterator[tuple[BaseSchema, Known]]:
     """The schema as the running app serves it, and orders in each interesting state."""
     app = create_app(make_settings(database_url))
-    schema = api_fuzz.prepared(schemathesis.openapi.from_asgi("/openapi.json", app))  # starts it
+    # Loading the schema starts the app.
+    schema = api_fuzz.prepared(
+        schemathesis.openapi.from_asgi("/openapi.json", app, config=api_fuzz.CONFIG)
+    )
     try:
         with asgi.get_client(app) as client:  # type: ignore[arg-type]
             orders = api_fuzz.seed_orders(client.post, TOKEN, count=4)
