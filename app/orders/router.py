@@ -80,9 +80,9 @@ async def get_order(order_id: OrderId, orders: OrdersDep, settings: SettingsDep)
 
 
 @router.get(
-    "/orders/{order_id}/events", responses=problem_responses(Unauthorized, OrderNotFound, 503)
+    "/orders/{order_id}/history", responses=problem_responses(Unauthorized, OrderNotFound, 503)
 )
 async def get_order_history(order_id: OrderId, orders: OrdersDep) -> OrderHistory:
     """The order's history: every look at its payment, oldest first (append-only)."""
     entries = await orders.history(order_id)
-    return OrderHistory(events=[HistoryEntryOut.model_validate(dict(e)) for e in entries])
+    return OrderHistory(history=[HistoryEntryOut.model_validate(dict(e)) for e in entries])

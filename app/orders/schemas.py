@@ -227,7 +227,7 @@ class OrderOut(PaymentResult):
 
 
 class HistoryEntryOut(ApiModel):
-    """One entry of an order's history (the API calls them the order's events)."""
+    """One entry of an order's history: one look at its payment, and what it did."""
 
     at: datetime
     source: str
@@ -238,7 +238,7 @@ class HistoryEntryOut(ApiModel):
 
 
 class OrderHistory(ApiModel):
-    events: list[HistoryEntryOut]
+    history: list[HistoryEntryOut]
 
 
 class OrderPage(ApiModel):

@@ -197,14 +197,14 @@ async def test_unknown_order_is_not_found(client: httpx.AsyncClient) -> None:
 async def test_new_order_has_no_events(client: httpx.AsyncClient) -> None:
     order = (await post_order(client, ORDER)).json()
 
-    response = await client.get(f"/orders/{order['orderId']}/events", headers=INTERNAL)
+    response = await client.get(f"/orders/{order['orderId']}/history", headers=INTERNAL)
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"events": []}
+    assert response.json() == {"history": []}
 
 
 async def test_events_of_unknown_order_are_not_found(client: httpx.AsyncClient) -> None:
-    response = await client.get("/orders/ord_01JD0000000000000000000000/events", headers=INTERNAL)
+    response = await client.get("/orders/ord_01JD0000000000000000000000/history", headers=INTERNAL)
 
     assert_problem(response, 404, "ORDER_NOT_FOUND")
 
@@ -223,7 +223,7 @@ BAD_CREDENTIALS = {
 @pytest.mark.parametrize("headers", BAD_CREDENTIALS.values(), ids=BAD_CREDENTIALS.keys())
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/orders"), ("GET", "/orders/{id}"), ("GET", "/orders/{id}/events")],
+    [("POST", "/orders"), ("GET", "/orders/{id}"), ("GET", "/orders/{id}/history")],
 )
 async def test_internal_endpoints_refuse_bad_credentials(
     client: httpx.AsyncClient,

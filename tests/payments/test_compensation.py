@@ -115,10 +115,10 @@ async def test_thirty_racing_completions_and_webhooks_cancel_a_tampered_payment_
     assert compensation["to_status"] == "REJECTED"
     assert f"cancellation of {TAMPERED} KRW SUCCEEDED" in compensation["detail"]
     listed = await client.get(
-        f"/orders/{order['orderId']}/events",
+        f"/orders/{order['orderId']}/history",
         headers=INTERNAL,
     )
-    sources = [e["source"] for e in listed.json()["events"]]
+    sources = [e["source"] for e in listed.json()["history"]]
     assert sources.count("compensation") == 1
     assert sources.index("compensation") > 0
 

@@ -60,11 +60,11 @@ async def test_paid_payment_marks_order_paid_and_records_the_event(
     )
     assert event["portone_status"] == "PAID"
     listed = await client.get(
-        f"/orders/{order['orderId']}/events",
+        f"/orders/{order['orderId']}/history",
         headers=INTERNAL,
     )
     assert listed.status_code == 200
-    [api_event] = listed.json()["events"]
+    [api_event] = listed.json()["history"]
     assert api_event["source"] == "complete"
     assert api_event["fromStatus"] == "PENDING"
     assert api_event["toStatus"] == "PAID"

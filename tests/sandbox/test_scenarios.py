@@ -57,11 +57,11 @@ class Sandboxed:
 
     async def transitions(self, order_id: str) -> list[tuple[str, str | None, str]]:
         """(source, from, to) of every event that moved the order."""
-        response = await self.client.get(f"/orders/{order_id}/events", headers=INTERNAL)
+        response = await self.client.get(f"/orders/{order_id}/history", headers=INTERNAL)
         assert response.status_code == 200, response.text
         return [
             (e["source"], e["fromStatus"], e["toStatus"])
-            for e in response.json()["events"]
+            for e in response.json()["history"]
             if e["fromStatus"] != e["toStatus"]
         ]
 
