@@ -62,7 +62,7 @@ def _count(text: str) -> int:
 
 
 async def reconcile(settings: Settings) -> int:
-    from app.services import open_services
+    from app.wiring import open_services
 
     logs.configure(settings.log_level)
     async with open_services(settings) as services:
@@ -73,7 +73,7 @@ async def reconcile(settings: Settings) -> int:
 
 async def deliver_events(settings: Settings) -> int:
     from app.outbox.delivery import new_events_client
-    from app.services import open_services
+    from app.wiring import open_services
 
     logs.configure(settings.log_level)
     async with open_services(settings) as services, new_events_client() as http:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,10 @@ class Database:
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
 
+@cache
 def migration_head() -> str | None:
-    """The newest migration this code ships (None where the migrations are not deployed)."""
+    """The newest migration this code ships (None where the migrations are not deployed);
+    read once per process, since loading them compiles every revision file."""
     if not ALEMBIC_INI.exists():
         return None
     from alembic.config import Config

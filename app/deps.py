@@ -14,9 +14,9 @@ from app.orders.service import Orders
 from app.outbox.service import OutboxEvents
 from app.payments.complete import Completion
 from app.payments.inbox import WebhookInbox
-from app.payments.landing import ReturnDoor
+from app.payments.return_door import ReturnDoor
 from app.payments.sync import PaymentSync
-from app.readiness import Health
+from app.readiness import Readiness
 from app.reconcile import Reconciler
 from app.refunds.service import Refunds
 
@@ -38,7 +38,7 @@ InboxDep = Annotated[WebhookInbox, Depends(_service("inbox"))]
 RefundsDep = Annotated[Refunds, Depends(_service("refunds"))]
 OutboxEventsDep = Annotated[OutboxEvents, Depends(_service("outbox_events"))]
 SyncDep = Annotated[PaymentSync, Depends(_service("sync"))]
-HealthDep = Annotated[Health, Depends(_service("health"))]
+ReadinessDep = Annotated[Readiness, Depends(_service("readiness"))]
 
 
 async def _reconciler(request: Request) -> Reconciler:

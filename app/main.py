@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from app import docs, health, logs, problems
 from app.background import every
 from app.config import Settings, load_settings
+from app.deps import INTERNAL
 from app.middleware import BodyLimit, InternalToken, PublicCors, RequestContext
 from app.orders.router import router as orders_router
 from app.outbox.delivery import new_events_client
 from app.outbox.router import router as outbox_router
 from app.payments.router import router as payments_router
 from app.refunds.router import router as refunds_router
-from app.services import Services, open_services
+from app.wiring import Services, open_services
 
 EVENT_DELIVERY_INTERVAL = 1.0
+ROUTERS = (payments_router, orders_router, refunds_router, outbox_router, health.router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with _open(app, settings) as services, new_events_client() as events_http:
             app.state.services = services
-            await services.health.report()
+            await services.readiness.report()
             stopping = asyncio.Event()
             loops = _background(services, events_http, stopping)
             running = [asyncio.create_task(loop) for loop in loops]
@@ -58,11 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     docs.install(app)
     problems.install(app)
-    app.include_router(payments_router)
-    app.include_router(orders_router)
-    app.include_router(refunds_router)
-    app.include_router(outbox_router)
-    app.include_router(health.router)
+    for router in ROUTERS:
+        app.include_router(router)
     if settings.portone_mode == "sandbox":
         from app import sandbox
 
@@ -72,24 +72,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         InternalToken,
         token=settings.internal_api_token.get_secret_value(),
-        segments=internal_segments(app),
+        segments=internal_segments(ROUTERS),
     )
     app.add_middleware(PublicCors, origins=settings.cors_allow_origins)
     app.add_middleware(RequestContext)
     return app
 
 
-def internal_segments(app: FastAPI) -> frozenset[str]:
-    """The first path segments of the internal routes, read from the OpenAPI document (so
-    what it declares is what `InternalToken` guards); no public route may share one."""
-    operations = [
-        (path.split("/", 2)[1], any(op.get("security") for op in by_method.values()))
-        for path, by_method in app.openapi()["paths"].items()
-    ]
-    internal = {segment for segment, secured in operations if secured}
-    if public := {segment for segment, secured in operations if not secured} & internal:
+def internal_segments(routers: Iterable[APIRouter]) -> frozenset[str]:
+    """The first path segments of the routes that declare the internal token, which
+    `InternalToken` guards whole; no public route may share one."""
+    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+    internal = {_segment(route) for route in routes if _declares_token(route)}
+    if public := {_segment(route) for route in routes if not _declares_token(route)} & internal:
         raise RuntimeError(f"public routes under internal paths: {sorted(public)}")
     return frozenset(internal)
+
+
+def _segment(route: APIRoute) -> str:
+    return route.path.split("/", 2)[1]
+
+
+def _declares_token(route: APIRoute) -> bool:
+    return any(dependency.call is INTERNAL for dependency in route.dependant.dependencies)
 
 
 # Collect the young generation once 50,000 more objects have been made than freed, not

@@ -11,14 +11,14 @@ from app import metrics
 from app.db import Database, database_unavailable, sqlstate_of
 from app.errors import DatabaseUnavailable
 from app.orders import store as orders
-from app.payments import inbox
+from app.payments import store as payments
 
 logger = logging.getLogger(__name__)
 
 CREDENTIALS = "28"  # SQLSTATE class: invalid authorization specification
 
 
-class Health:
+class Readiness:
     def __init__(self, database: Database, migration_head: str | None) -> None:
         self._database = database
         self._migration_head = migration_head
@@ -61,7 +61,7 @@ class Health:
         try:
             async with self._database.connect() as db:
                 owed = await orders.count_owed_compensations(db)
-                oldest = await inbox.oldest_unprocessed_age(db)
+                oldest = await payments.oldest_unprocessed_age(db)
         except Exception as exc:
             logger.warning("stuck-work gauges not refreshed: %s", _unready(exc).detail)
             return

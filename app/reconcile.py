@@ -7,7 +7,7 @@ backlog spreads over passes and nothing is skipped:
    AWAITING_DEPOSIT: one whose virtual account expired over a day ago once an hour),
    those seen least recently first; and the payments with a failed webhook, a
    compensation PortOne holds REQUESTED, or a refund PortOne has not settled (each list
-   at most ORDERS_PER_PASS long, the longest waiting first);
+   at most ORDERS_PER_PASS long);
 2. read PortOne's list of payments whose status changed since the last pass (console
    cancellations), page by page from where the last pass stopped;
 3. retry the compensations owed and due (at most ORDERS_PER_PASS).
@@ -24,17 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, select
-from sqlalchemy.dialects.postgresql import insert
-
 from app import logs, metrics
 from app.background import advisory_lock
-from app.db import Database, Query, database_unavailable
+from app.db import Database, database_unavailable
 from app.orders import store
-from app.payments import inbox
+from app.payments import store as payment_store
 from app.payments.compensation import Compensator
 from app.payments.sync import PaymentSync, Source
-from app.payments.tables import reconciler_checkpoints as checkpoints
 from app.portone.client import PortOneClient
 from app.portone.errors import PaymentNotFound, PortOneError
 from app.portone.models import Payment
@@ -55,23 +51,6 @@ CHANGES_OVERLAP = timedelta(minutes=5)  # PortOne's clock and ours may disagree 
 PAGE_SIZE = 100
 PAGES_PER_PASS = 20
 CHECKPOINT = "payments-changed"
-
-_by_name = checkpoints.c.name == bindparam("name", type_=String)
-READ_CHECKPOINT = Query(select(checkpoints).where(_by_name))
-_saved = {
-    column.key: bindparam(column.key, type_=column.type)
-    for column in (
-        checkpoints.c.changed_until,
-        checkpoints.c.resume_from,
-        checkpoints.c.window_until,
-        checkpoints.c.resume_page,
-    )
-}
-SAVE_CHECKPOINT = Query(
-    insert(checkpoints)
-    .values(name=bindparam("name", type_=String), **_saved)
-    .on_conflict_do_update(index_elements=[checkpoints.c.name], set_=_saved)
-)
 
 
 @dataclass
@@ -133,7 +112,7 @@ class Reconciler:
     async def _unsettled_payment_ids(self) -> list[str]:
         async with self._database.connect() as db:
             found = [
-                *await store.unsettled_payment_ids(
+                *await payment_store.waiting_payment_ids(
                     db,
                     pending_min_age=PENDING_MIN_AGE,
                     pending_max_age=PENDING_MAX_AGE,
@@ -141,9 +120,9 @@ class Reconciler:
                     long_expired_every=LONG_EXPIRED_EVERY,
                     limit=ORDERS_PER_PASS,
                 ),
-                *await inbox.unprocessed_payment_ids(db, ORDERS_PER_PASS),
+                *await payment_store.unprocessed_payment_ids(db, ORDERS_PER_PASS),
                 *await store.held_compensation_payment_ids(db, ORDERS_PER_PASS),
-                *await refunds.unsettled_payment_ids(db, ORDERS_PER_PASS),
+                *await refunds.waiting_payment_ids(db, ORDERS_PER_PASS),
             ]
         return list(dict.fromkeys(found))
 
@@ -169,7 +148,7 @@ class Reconciler:
 
         await asyncio.gather(*(one(payment_id) for payment_id in payment_ids))
         async with self._database.connect() as db:
-            await store.mark_reconciled(db, looked_at)
+            await payment_store.mark_reconciled(db, looked_at)
 
     async def _compensate(self, summary: PassSummary) -> None:
         for order_id in await self._compensator.due(ORDERS_PER_PASS):
@@ -180,7 +159,7 @@ class Reconciler:
 
     async def _settle_deliveries(self, payment_id: str) -> None:
         async with self._database.connect() as db:
-            await inbox.settle_deliveries(db, payment_id)
+            await payment_store.resolve_deliveries(db, payment_id)
 
     async def _read_changes(self, summary: PassSummary) -> None:
         """Apply PortOne's list of payments whose status changed, in the order they
@@ -218,7 +197,7 @@ class Reconciler:
         complete = True
         by_id = {payment.id: payment for payment in payments}
         async with self._database.connect() as db:
-            applied = await store.applied_snapshots(db, list(by_id))
+            applied = await payment_store.applied_snapshots(db, list(by_id))
         for payment_id, (portone_status, applied_at) in applied.items():
             payment = by_id[payment_id]
             if payment.status == portone_status and payment.status_changed_at == applied_at:
@@ -236,7 +215,7 @@ class Reconciler:
 
     async def _checkpoint(self) -> Checkpoint:
         async with self._database.connect() as db:
-            saved = await READ_CHECKPOINT.row(db, name=CHECKPOINT)
+            saved = await payment_store.read_checkpoint(db, CHECKPOINT)
         if saved is None:
             return Checkpoint(utc_now() - FIRST_LOOKBACK)
         return Checkpoint(
@@ -248,9 +227,9 @@ class Reconciler:
 
     async def _save(self, checkpoint: Checkpoint) -> None:
         async with self._database.connect() as db:
-            await SAVE_CHECKPOINT.run(
+            await payment_store.save_checkpoint(
                 db,
-                name=CHECKPOINT,
+                CHECKPOINT,
                 changed_until=checkpoint.changed_until,
                 resume_from=checkpoint.resume_from,
                 window_until=checkpoint.window_until,

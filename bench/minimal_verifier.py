@@ -12,7 +12,7 @@ PortOne is reached on the client the service uses in production, one `httpx.Asyn
 whose transport is httpx-aiohttp's `AiohttpTransport`: a ratio against this verifier
 then measures the service's own work, not a difference of HTTP clients.
 It uses the service's tables (orders, order_history, webhook_deliveries) after
-`alembic upgrade head`; it is a yardstick, not a second implementation of SPEC.md.
+`alembic upgrade head`; it is a yardstick, not a second implementation of docs/contract.md.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Verifier:
         await self.pool.close()
 
     async def fetch(self, payment_id: str) -> dict[str, Any]:
-        # storeId on every read, as SPEC.md asks of the service too.
+        # storeId on every read, as docs/contract.md asks of the service too.
         path = "payments/" + quote(payment_id, safe="") + self.store_query
         response = await self.http.get(path)
         if response.status_code != 200:

@@ -13,7 +13,7 @@ and deposits, failures), concurrent /payments/complete calls on both processes, 
 webhooks sent duplicated and out of order to both, refunds (full, partial, with and
 without Idempotency-Key, repeated), console cancellations, and `python -m app reconcile`
 passes. Last, it turns every fault off, runs one final reconciler pass, waits for the
-webhooks and order events, checks every guarantee of SPEC against PortOne's final state,
+webhooks and order events, checks every guarantee of docs/contract.md against PortOne's final state,
 and prints the counts. Exit code 0 only when every check holds.
 
 Everything listens on 127.0.0.1; every process started here is stopped on the way out,

@@ -21,10 +21,10 @@ from app.sandbox.emulator import Emulator
 from app.sandbox.payments import EmulatedPayment, PaymentRequest
 from app.sandbox.portone_api import emulated_portone
 from app.sandbox.state import Sandbox
-from tests.conftest import WEBHOOK_SECRET
+from tests.helpers import WEBHOOK_SECRET
 from tests.portone_payloads import STORE_ID
 
-SECRET = "portone-test-secret"  # the tests' PORTONE_API_SECRET (tests.conftest)
+SECRET = "portone-test-secret"  # the tests' PORTONE_API_SECRET (tests.helpers)
 
 
 class EmulatedPortOne:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 import httpx
 import respx
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from app import standard_webhooks
+from app.config import Settings
 from app.sandbox.delivery import WebhookSender
 from app.standard_webhooks import decode_secret
-from tests.conftest import TOKEN, WEBHOOK_SECRET
 from tests.portone_payloads import STORE_ID, payment_body
 
+PORTONE_HOST = "portone.test"
+PORTONE = f"https://{PORTONE_HOST}"
+TOKEN = "internal-test-token-of-32-characters"
+WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMDAx"
 INTERNAL = {"Authorization": f"Bearer {TOKEN}"}
 PAYMENT_RESULT = frozenset(
     {
@@ -32,6 +40,32 @@ PAYMENT_RESULT = frozenset(
     }
 )
 """The fields of what the public doors answer: the Order's first ones, nothing private."""
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "portone_mode": "live",
+        "database_url": database_url,
+        "portone_api_base_url": PORTONE,
+        "portone_api_secret": SecretStr("portone-test-secret"),
+        "portone_store_id": STORE_ID,
+        "portone_channel_key": "channel-key-test",
+        "portone_webhook_secrets": [SecretStr(WEBHOOK_SECRET)],
+        "internal_api_token": SecretStr(TOKEN),
+        "reconcile_interval_seconds": 0,
+    }
+    return Settings(**(values | overrides))
+
+
+@contextmanager
+def mocked_portone() -> Iterator[respx.MockRouter]:
+    """PortOne, mocked on the production client itself: respx takes over the transport of
+    every httpx client (aiohttp's included). Requests to other hosts (the tests' own
+    clients) go through; a request to PortOne that no test routed fails the test."""
+    with respx.mock(using="httpx", assert_all_called=False) as elsewhere:
+        elsewhere.route(host__regex=rf"^(?!{re.escape(PORTONE_HOST)}$)").pass_through()
+        with respx.mock(base_url=PORTONE, assert_all_called=False, using="httpx") as router:
+            yield router
 
 
 async def complete(client: httpx.AsyncClient, payment_id: str) -> httpx.Response:

@@ -17,10 +17,10 @@ the order the shop's backend created and handed to the page. Each block is compi
 with each real checkout (every setting, none), so it must not rely on a parameter that may
 be absent. Anything else it uses it imports, from "@portone/browser-sdk/v2" only.
 
-The same `tsc` run must refuse checkouts broken the ways the SPEC forbids (a parameter
+The same `tsc` run must refuse checkouts broken the ways docs/contract.md forbids (a parameter
 sent as null, a currency that is no currency code, an amount as text): the harness is known
 to catch a regression. The SDK's types also accept PortOne's old `CURRENCY_KRW`, which the
-SPEC does not (ISO 4217 `KRW`); the checkout tests below hold that line themselves.
+the contract does not (ISO 4217 `KRW`); the checkout tests below hold that line themselves.
 
 Node.js and npm are required: without them these tests fail, never skip. `npm ci` runs
 once per lockfile of `tests/browser_sdk/` (tests/typescript.py).
@@ -41,10 +41,11 @@ import pytest
 from app.config import Settings
 from app.main import create_app
 from tests import typescript
-from tests.conftest import make_settings, mocked_portone
-from tests.helpers import create_order
+from tests.helpers import create_order, make_settings, mocked_portone
 from tests.portone_payloads import STORE_ID
 from tests.typescript import OUTSIDE, Source, Verdict
+
+pytestmark = pytest.mark.slow
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- type-checked against @portone/browser-sdk -->"
@@ -56,7 +57,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "no_setting": {"portone_channel_key": None, "public_base_url": None},
 }
 
-# Checkouts broken as the SPEC forbids, each with the parameter tsc must name.
+# Checkouts broken as docs/contract.md forbids, each with the parameter tsc must name.
 BROKEN: dict[str, tuple[str, Any]] = {
     "null_channel_key": ("channelKey", None),
     "null_redirect_url": ("redirectUrl", None),

@@ -26,10 +26,11 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from app.main import create_app
-from tests.conftest import make_settings, mocked_portone
-from tests.helpers import INTERNAL, signed_webhook
+from tests.helpers import INTERNAL, make_settings, mocked_portone, signed_webhook
 from tests.portone_payloads import payment_body
 from tests.postgres_proxy import PostgresProxy
+
+pytestmark = pytest.mark.slow
 
 EVENTS_URL = "http://events.test/order-events"
 EVENTS_SECRET = "whsec_ZXZlbnRzLXNlY3JldC1mb3ItZGItZmF1bHRz"

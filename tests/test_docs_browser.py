@@ -14,7 +14,7 @@ from app.main import create_app
 from tests.browser import needs_chromium, offline_browser
 from tests.live_server import serving
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 # A public-looking name for the service: Swagger UI treats a spec on localhost differently
 # (it skips its online validator there), so the page is looked at as a shop would serve it.

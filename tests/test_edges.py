@@ -19,12 +19,13 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from app.standard_webhooks import MAX_SIGNATURE_HEADER, MAX_SIGNATURES
-from tests.conftest import TOKEN, make_settings
 from tests.helpers import (
     INTERNAL,
     PAYMENT_RESULT,
+    TOKEN,
     complete,
     create_order,
+    make_settings,
     portone_returns,
     signed_webhook,
 )

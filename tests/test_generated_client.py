@@ -16,9 +16,10 @@ import httpx
 import pytest
 
 from app.main import create_app
-from tests.conftest import TOKEN, make_settings
-from tests.helpers import order_row
+from tests.helpers import TOKEN, make_settings, order_row
 from tests.live_server import serving
+
+pytestmark = pytest.mark.slow
 
 FLOW = Path(__file__).parent / "generated_client" / "flow.py"
 BIN = Path(sys.executable).parent

@@ -22,14 +22,23 @@ from sqlalchemy.engine import make_url
 
 from app import __main__ as app_cli
 from app.main import create_app
-from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
 from tests.database import admin
-from tests.helpers import INTERNAL, create_order, portone_returns, post_webhook
+from tests.helpers import (
+    INTERNAL,
+    TOKEN,
+    WEBHOOK_SECRET,
+    create_order,
+    make_settings,
+    portone_returns,
+    post_webhook,
+)
 from tests.live_server import service_process
 from tests.portone_payloads import STORE_ID, payment_body
 from tests.postgres_proxy import PostgresProxy
 from tests.problem_details import assert_problem
 from tests.processes import free_port
+
+pytestmark = pytest.mark.slow
 
 API_SECRET = "portone-secret-that-must-not-leak"
 

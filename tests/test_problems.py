@@ -7,7 +7,7 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import TOKEN
+from tests.helpers import TOKEN
 from tests.problem_details import assert_problem, assert_validation_failed
 
 INTERNAL = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,8 +13,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import TOKEN
+from tests.helpers import TOKEN
 from tests.live_server import service_process
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"<!-- walkthrough -->\n```sh\n(.*?)```\n(?:```text\n(.*?)```)?", re.S)

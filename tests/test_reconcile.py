@@ -14,7 +14,7 @@ from app import reconcile as app_reconcile
 from app.__main__ import reconcile
 from app.config import Settings
 from app.payments.sync import PaymentSync
-from app.services import Services
+from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import (
     age_order,

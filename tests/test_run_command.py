@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import WEBHOOK_SECRET
+from tests.helpers import WEBHOOK_SECRET
 from tests.processes import free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ from starlette.datastructures import Headers
 
 from app.portone.webhooks import InvalidPayload, parse_event
 from app.standard_webhooks import InvalidSignature, decode_secret, sign, verify
-from tests.conftest import WEBHOOK_SECRET
+from tests.helpers import WEBHOOK_SECRET
 
 KEY = decode_secret(WEBHOOK_SECRET)
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another-webhook-secret-0002").decode()

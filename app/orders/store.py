@@ -1,4 +1,7 @@
-"""Every statement that reads or writes `orders` and `order_history`.
+"""The statements of an order's own life: created, read, found by its paymentId, locked,
+saved with its history, and its compensation's bookkeeping (`orders`, `order_history`).
+The reconciler's view of orders is `app.payments.store`'s; refunds read with their order
+are `app.refunds.store`'s.
 
 Built once from the table definitions (`app.orders.tables`); the hot ones are compiled
 at import. Functions take the asyncpg connection of the caller's transaction.
@@ -17,8 +20,6 @@ from sqlalchemy import (
     Integer,
     Interval,
     String,
-    and_,
-    any_,
     bindparam,
     func,
     insert,
@@ -27,7 +28,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql import column, table
 
@@ -273,80 +273,9 @@ def _write_horizon() -> ColumnElement[datetime]:
     return func.least(func.coalesce(in_flight, func.clock_timestamp()), func.clock_timestamp())
 
 
-# -- the reconciler's view --------------------------------------------------------------
-
-_now = func.now()
-_recently_expired = or_(
-    orders.c.va_expires_at.is_(None),
-    orders.c.va_expires_at > _now - bindparam("long_expired", type_=Interval),
-    orders.c.reconciled_at.is_(None),
-    orders.c.reconciled_at < _now - bindparam("long_expired_every", type_=Interval),
-)
-UNSETTLED = Query(
-    select(orders.c.payment_id)
-    .where(
-        or_(
-            and_(
-                orders.c.status == OrderStatus.PENDING,
-                orders.c.created_at < _now - bindparam("pending_min_age", type_=Interval),
-                orders.c.created_at > _now - bindparam("pending_max_age", type_=Interval),
-            ),
-            and_(orders.c.status == OrderStatus.AWAITING_DEPOSIT, _recently_expired),
-        )
-    )
-    .order_by(orders.c.reconciled_at.asc().nulls_first(), orders.c.created_at)
-    .limit(bindparam("limit", type_=Integer))
-)
-MARK_RECONCILED = Query(
-    update(orders)
-    .where(orders.c.payment_id == any_(bindparam("payment_ids", type_=ARRAY(String))))
-    .values(reconciled_at=_now)
-)
-APPLIED = Query(
-    select(orders.c.payment_id, orders.c.portone_status, orders.c.status_changed_at).where(
-        orders.c.payment_id == any_(bindparam("payment_ids", type_=ARRAY(String)))
-    )
-)
-
-
-async def unsettled_payment_ids(
-    db: asyncpg.Connection,
-    *,
-    pending_min_age: timedelta,
-    pending_max_age: timedelta,
-    long_expired: timedelta,
-    long_expired_every: timedelta,
-    limit: int,
-) -> list[str]:
-    """Orders the reconciler re-reads, least recently looked at first: PENDING within the
-    age window, and AWAITING_DEPOSIT (one whose virtual account expired `long_expired`
-    ago only every `long_expired_every`)."""
-    rows = await UNSETTLED.rows(
-        db,
-        pending_min_age=pending_min_age,
-        pending_max_age=pending_max_age,
-        long_expired=long_expired,
-        long_expired_every=long_expired_every,
-        limit=limit,
-    )
-    return [row["payment_id"] for row in rows]
-
-
-async def mark_reconciled(db: asyncpg.Connection, payment_ids: Sequence[str]) -> None:
-    """The reconciler has just looked at these (its own mark: not a change of the order)."""
-    await MARK_RECONCILED.run(db, payment_ids=list(payment_ids))
-
-
-async def applied_snapshots(
-    db: asyncpg.Connection, payment_ids: Sequence[str]
-) -> dict[str, tuple[str | None, datetime | None]]:
-    """For the orders among `payment_ids`: the PortOne status and time last applied."""
-    rows = await APPLIED.rows(db, payment_ids=list(payment_ids))
-    return {row["payment_id"]: (row["portone_status"], row["status_changed_at"]) for row in rows}
-
-
 # -- compensation -----------------------------------------------------------------------
 
+_now = func.now()
 _lease_free = or_(
     orders.c.compensation_lease_until.is_(None), orders.c.compensation_lease_until < _now
 )

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from app import standard_webhooks
+from app import standard_webhooks, tls
 from app.background import advisory_lock
 from app.db import Database
 from app.outbox import store
@@ -37,7 +37,8 @@ GIVE_UP_AFTER = timedelta(hours=26)
 
 
 def next_attempt(attempts: int, created_at: datetime, now: datetime) -> datetime | None:
-    """5 s, 10 s, 20 s … capped at an hour; None once the event is 26 h old."""
+    """Doubling from FIRST_RETRY up to LONGEST_WAIT; None once the event is older than
+    GIVE_UP_AFTER (so a receiver that was down for a day still gets it)."""
     at = now + backoff(attempts, FIRST_RETRY, LONGEST_WAIT)
     return None if at - created_at > GIVE_UP_AFTER else at
 
@@ -109,4 +110,4 @@ class EventDelivery:
 
 
 def new_events_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+    return httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, verify=tls.context())

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 
-class DeliveryState(StrEnum):
+class EventStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"  # the last attempt failed; retried until next_attempt_at is null

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from app.deps import Internal, OutboxEventsDep
 from app.errors import EventNotFound, Unauthorized
-from app.outbox.event import DeliveryState
+from app.outbox.event import EventStatus
 from app.outbox.schemas import OrderEventDeliveries, OrderEventDelivery
 from app.problems import problem_responses
 from app.text import Text
@@ -19,7 +19,7 @@ router = APIRouter(tags=["order events"], dependencies=[Internal])
 @router.get("/order-events", responses=problem_responses(Unauthorized, 503))
 async def list_order_events(
     outbox: OutboxEventsDep,
-    state: Annotated[DeliveryState, Query(alias="status")] = DeliveryState.FAILED,
+    state: Annotated[EventStatus, Query(alias="status")] = EventStatus.FAILED,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> OrderEventDeliveries:
     """Events by delivery state, oldest first: `failed` lists what has not gone through."""

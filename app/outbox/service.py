@@ -5,14 +5,14 @@ from __future__ import annotations
 from app.db import Database
 from app.errors import EventNotFound
 from app.outbox import store
-from app.outbox.event import DeliveryState, OutboxEvent
+from app.outbox.event import EventStatus, OutboxEvent
 
 
 class OutboxEvents:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def by_state(self, state: DeliveryState, limit: int) -> list[OutboxEvent]:
+    async def by_state(self, state: EventStatus, limit: int) -> list[OutboxEvent]:
         async with self._database.connect() as db:
             return await store.by_state(db, state, limit)
 

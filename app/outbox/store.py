@@ -9,7 +9,7 @@ import asyncpg
 from sqlalchemy import Integer, String, and_, bindparam, exists, func, insert, select, update
 
 from app.db import Query
-from app.outbox.event import DeliveryState, OutboxEvent
+from app.outbox.event import EventStatus, OutboxEvent
 from app.outbox.tables import outbox_events
 
 BATCH = 100
@@ -19,7 +19,7 @@ _blocked = exists().where(
     and_(
         _earlier.c.order_id == outbox_events.c.order_id,
         _earlier.c.seq < outbox_events.c.seq,
-        _earlier.c.state != DeliveryState.DELIVERED,
+        _earlier.c.state != EventStatus.DELIVERED,
     )
 )
 _by_id = outbox_events.c.id == bindparam("event_id", type_=String)
@@ -31,7 +31,7 @@ ADD = Query(
         order_id=bindparam("order_id", type_=String),
         type=bindparam("type", type_=String),
         payload=bindparam("payload", type_=outbox_events.c.payload.type),
-        state=DeliveryState.PENDING,
+        state=EventStatus.PENDING,
     )
     .inline()
 )
@@ -39,7 +39,7 @@ ADD = Query(
 DUE = Query(
     select(outbox_events)
     .where(
-        outbox_events.c.state != DeliveryState.DELIVERED,
+        outbox_events.c.state != EventStatus.DELIVERED,
         outbox_events.c.next_attempt_at <= func.now(),
         ~_blocked,
     )
@@ -71,7 +71,7 @@ OF_ORDER = Query(
 REDELIVER = Query(
     update(outbox_events)
     .where(_by_id)
-    .values(state=DeliveryState.PENDING, next_attempt_at=func.now())
+    .values(state=EventStatus.PENDING, next_attempt_at=func.now())
     .returning(*outbox_events.c)
 )
 
@@ -99,14 +99,14 @@ async def record_attempt(
         db,
         event_seq=event.seq,
         attempts=event.attempts + 1,
-        state=DeliveryState.DELIVERED if error is None else DeliveryState.FAILED,
+        state=EventStatus.DELIVERED if error is None else EventStatus.FAILED,
         last_error=error,
         next_attempt_at=event.next_attempt_at if error is None else retry_at,
         delivered_at=now if error is None else None,
     )
 
 
-async def by_state(db: asyncpg.Connection, state: DeliveryState, limit: int) -> list[OutboxEvent]:
+async def by_state(db: asyncpg.Connection, state: EventStatus, limit: int) -> list[OutboxEvent]:
     return [OutboxEvent.of(r) for r in await BY_STATE.rows(db, state=state, limit=limit)]
 
 

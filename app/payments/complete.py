@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from app.errors import OrderNotFound, PaymentNotPaid, PaymentRejected
 from app.orders.order import Order
-from app.orders.status import WAITING, OrderStatus
+from app.orders.status import OrderStatus
 from app.payments.sync import Observation, PaymentSync, Source
 from app.portone.errors import PaymentNotFound
 from app.portone.models import PaymentStatus
@@ -26,17 +26,12 @@ class Completion:
         """The order after verifying its payment (and what PortOne showed, unless the order
         was settled already). Raises OrderNotFound, PaymentNotPaid when PortOne has no
         such payment, and PortOne's own errors."""
-        order = await self.order_of(payment_id)
-        if order.status not in WAITING:
-            # Settled orders change only through webhooks and the reconciler; no PortOne call.
-            return order, None
         try:
-            observation = await self._sync.sync(payment_id, Source.COMPLETE, seen=order)
+            return await self._sync.look(payment_id, Source.COMPLETE, waiting_only=True)
         except PaymentNotFound:
             raise PaymentNotPaid(
                 "PortOne has no payment with this id", portone_status=None, failure_reason=None
             ) from None
-        return observation.order, observation
 
     async def order_of(self, payment_id: str) -> Order:
         """The order as it stands (no PortOne call, so an unknown paymentId costs nothing)."""

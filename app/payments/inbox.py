@@ -1,8 +1,8 @@
 """PortOne's webhooks: verify, store raw, claim once, then sync through the one path.
 
 A delivery row is claimed by the request that inserts it (or that finds it FAILED, or
-abandoned past its lease), so duplicates, concurrent or not, reach PortOne once. This
-module writes every row of `webhook_deliveries`.
+abandoned past its lease), so duplicates, concurrent or not, reach PortOne once; its
+statements are `app.payments.store`'s.
 """
 
 from __future__ import annotations
@@ -12,16 +12,12 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 
-import asyncpg
-from sqlalchemy import Integer, Interval, String, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
-
 from app import logs, metrics, standard_webhooks
-from app.db import Database, Query, one_of
-from app.errors import WebhookPayloadInvalid, WebhookSignatureInvalid
-from app.orders.tables import orders
+from app.db import Database
+from app.errors import OrderNotFound, WebhookPayloadInvalid, WebhookSignatureInvalid
+from app.payments import store
+from app.payments.store import WebhookStatus
 from app.payments.sync import PaymentSync, Source
-from app.payments.tables import webhook_deliveries as deliveries
 from app.portone.errors import PaymentNotFound
 from app.portone.webhooks import InvalidPayload, WebhookEvent, parse_event
 from app.text import without_nul
@@ -29,100 +25,10 @@ from app.text import without_nul
 LEASE = timedelta(seconds=60)
 
 
-class DeliveryStatus(StrEnum):
-    PROCESSING = "PROCESSING"
-    PROCESSED = "PROCESSED"
-    IGNORED = "IGNORED"
-    INVALID = "INVALID"
-    FAILED = "FAILED"
-
-
 class Outcome(StrEnum):
     PROCESSED = "processed"
     IGNORED = "ignored"
     DUPLICATE = "duplicate"
-
-
-_now = func.now()
-_lease = _now + bindparam("lease", type_=Interval)
-_by_webhook_id = deliveries.c.webhook_id == bindparam("webhook_id", type_=String)
-_abandoned = or_(
-    deliveries.c.status == DeliveryStatus.FAILED,
-    (deliveries.c.status == DeliveryStatus.PROCESSING) & (deliveries.c.lease_until < _now),
-)
-
-_claim = insert(deliveries).values(
-    webhook_id=bindparam("webhook_id", type_=String),
-    body=bindparam("body", type_=String),
-    type=bindparam("type", type_=String),
-    payment_id=bindparam("payment_id", type_=String),
-    status=DeliveryStatus.PROCESSING,
-    lease_until=_lease,
-)
-CLAIM = Query(
-    _claim.on_conflict_do_update(
-        index_elements=[deliveries.c.webhook_id],
-        set_={
-            "status": DeliveryStatus.PROCESSING,
-            "lease_until": _lease,
-            "attempts": deliveries.c.attempts + 1,
-        },
-        where=_abandoned,
-    ).returning(deliveries.c.id)
-)
-STORE_INVALID = Query(
-    insert(deliveries)
-    .values(
-        webhook_id=bindparam("webhook_id", type_=String),
-        body=bindparam("body", type_=String),
-        status=DeliveryStatus.INVALID,
-        outcome=bindparam("outcome", type_=String),
-        processed_at=_now,
-    )
-    .on_conflict_do_nothing(index_elements=[deliveries.c.webhook_id])
-)
-FINISH = Query(
-    update(deliveries)
-    .where(_by_webhook_id)
-    .values(
-        status=bindparam("status", type_=String),
-        outcome=bindparam("outcome", type_=String),
-        processed_at=_now,
-        lease_until=None,
-    )
-)
-# A failed or abandoned delivery whose payment the reconciler has just re-read.
-SETTLE = Query(
-    update(deliveries)
-    .where(
-        deliveries.c.payment_id == bindparam("payment_id", type_=String),
-        one_of(deliveries.c.status, [DeliveryStatus.FAILED, DeliveryStatus.PROCESSING]),
-        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < _now),
-    )
-    .values(
-        status=DeliveryStatus.PROCESSED,
-        outcome="applied by the reconciler",
-        processed_at=_now,
-        lease_until=None,
-    )
-)
-# One row per payment, its order's least recently reconciled first: a payment that keeps
-# failing goes to the back of the list after each pass instead of holding its head.
-UNPROCESSED = Query(
-    select(deliveries.c.payment_id)
-    .join(orders, orders.c.payment_id == deliveries.c.payment_id, isouter=True)
-    .where(deliveries.c.payment_id.is_not(None), _abandoned)
-    .group_by(deliveries.c.payment_id)
-    .order_by(
-        func.max(orders.c.reconciled_at).asc().nulls_first(), func.min(deliveries.c.received_at)
-    )
-    .limit(bindparam("limit", type_=Integer))
-)
-OLDEST_UNPROCESSED = Query(
-    select(func.extract("epoch", _now - func.min(deliveries.c.received_at))).where(
-        one_of(deliveries.c.status, [DeliveryStatus.PROCESSING, DeliveryStatus.FAILED])
-    )
-)
 
 
 class WebhookInbox:
@@ -155,7 +61,7 @@ class WebhookInbox:
         except InvalidPayload as exc:
             metrics.webhooks.labels("invalid").inc()
             async with self._database.connect() as db:
-                await STORE_INVALID.run(
+                await store.store_invalid(
                     db, webhook_id=webhook_id, body=_text_of(body), outcome=str(exc)
                 )
             raise WebhookPayloadInvalid(str(exc)) from None
@@ -172,59 +78,42 @@ class WebhookInbox:
             status, detail = await self._apply(event)
         except Exception as exc:
             metrics.webhooks.labels("failed").inc()
-            await self._finish(webhook_id, DeliveryStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            await self._finish(webhook_id, WebhookStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         await self._finish(webhook_id, status, detail)
-        return Outcome.PROCESSED if status == DeliveryStatus.PROCESSED else Outcome.IGNORED
+        return Outcome.PROCESSED if status == WebhookStatus.PROCESSED else Outcome.IGNORED
 
-    async def _apply(self, event: WebhookEvent) -> tuple[DeliveryStatus, str]:
+    async def _apply(self, event: WebhookEvent) -> tuple[WebhookStatus, str]:
         if not event.is_transaction or event.payment_id is None:
-            return DeliveryStatus.IGNORED, f"{event.type}: not a payment event"
+            return WebhookStatus.IGNORED, f"{event.type}: not a payment event"
         if event.store_id is not None and event.store_id != self._store_id:
-            return DeliveryStatus.IGNORED, f"store {event.store_id} is not ours"
-        order = await self._sync.find(event.payment_id)
-        if order is None:
-            return DeliveryStatus.IGNORED, "no order has this paymentId"
+            return WebhookStatus.IGNORED, f"store {event.store_id} is not ours"
         try:
-            observation = await self._sync.sync(event.payment_id, Source.WEBHOOK, seen=order)
+            _, observation = await self._sync.look(event.payment_id, Source.WEBHOOK)
+        except OrderNotFound:
+            return WebhookStatus.IGNORED, "no order has this paymentId"
         except PaymentNotFound:
-            return DeliveryStatus.IGNORED, "PortOne has no payment with this id"
+            return WebhookStatus.IGNORED, "PortOne has no payment with this id"
+        assert observation is not None  # every order is looked at, waiting or not
         return (
-            DeliveryStatus.PROCESSED,
+            WebhookStatus.PROCESSED,
             f"{observation.from_status} -> {observation.order.status}",
         )
 
     async def _claim(self, webhook_id: str, body: bytes, event: WebhookEvent) -> bool:
         async with self._database.connect() as db:
-            claimed = await CLAIM.value(
+            return await store.claim(
                 db,
                 webhook_id=webhook_id,
                 body=_text_of(body),
-                type=event.type[:100],
+                event_type=event.type[:100],
                 payment_id=event.payment_id,
                 lease=LEASE,
             )
-        return claimed is not None
 
-    async def _finish(self, webhook_id: str, status: DeliveryStatus, outcome: str) -> None:
+    async def _finish(self, webhook_id: str, status: WebhookStatus, outcome: str) -> None:
         async with self._database.connect() as db:
-            await FINISH.run(db, webhook_id=webhook_id, status=status, outcome=outcome[:2000])
-
-
-async def settle_deliveries(db: asyncpg.Connection, payment_id: str) -> None:
-    """A failed webhook whose payment has just been re-fetched has served its purpose."""
-    await SETTLE.run(db, payment_id=payment_id)
-
-
-async def unprocessed_payment_ids(db: asyncpg.Connection, limit: int) -> list[str]:
-    """Payments whose webhook failed, or whose handler vanished past its lease; those the
-    reconciler looked at least recently first."""
-    return [row["payment_id"] for row in await UNPROCESSED.rows(db, limit=limit)]
-
-
-async def oldest_unprocessed_age(db: asyncpg.Connection) -> float:
-    """Seconds the oldest stored webhook has waited (0 when none)."""
-    return float(await OLDEST_UNPROCESSED.value(db) or 0)
+            await store.finish(db, webhook_id=webhook_id, status=status, outcome=outcome)
 
 
 def _text_of(body: bytes) -> str:

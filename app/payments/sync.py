@@ -3,10 +3,11 @@
 `/payments/complete`, the webhook and the reconciler all come through `PaymentSync`;
 none of them has its own copy of the rules in `app.payments.rules`.
 
-Where the caller has just read the order (completion, webhook), the decision is made on
-that row and written by one statement that locks, updates and records the history entry
-only if the row is still that version; if anything wrote it in between, the ordinary
-path runs: lock, decide again on the row as it now stands, write, commit.
+A door that comes with a paymentId (completion, return, webhook) enters through `look`,
+which reads the order first: the decision is then made on that row and written only if
+the row is still that version (one statement, or one short transaction when order events
+go with it); if anything wrote it in between, the ordinary path runs: lock, decide again
+on the row as it now stands, write, commit.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from app.orders.status import WAITING, CompensationStatus, OrderStatus
 from app.outbox.writer import Outbox
 from app.payments import disputes
 from app.payments.rules import Decision, OrderTerms, Policy, decide, settle_compensation
-from app.payments.shared import SharedReads
+from app.payments.single_flight import SingleFlight
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
 from app.portone.models import Payment
@@ -100,19 +101,35 @@ class PaymentSync:
         self._on_compensation_owed = on_compensation_owed
         self._on_applied = on_applied
         self._outbox = outbox
-        self._reads = SharedReads[Observation](_waiting)
+        self._reads = SingleFlight[Observation](_waiting)
 
     async def find(self, payment_id: str) -> Order | None:
         """The order as it stands, without a lock or a transaction."""
         async with self._database.connect() as db:
             return await store.find_by_payment_id(db, payment_id)
 
+    async def look(
+        self, payment_id: str, source: Source, *, waiting_only: bool = False
+    ) -> tuple[Order, Observation | None]:
+        """A door's way in: the order with this paymentId (`OrderNotFound` when none; no
+        PortOne call), then PortOne's payment applied to it, unless `waiting_only` and the
+        order no longer waits for money (settled orders change through webhooks and the
+        reconciler, never through the public doors). Raises PortOne's errors, including
+        `PaymentNotFound`."""
+        order = await self.find(payment_id)
+        if order is None:
+            raise OrderNotFound(f"no order has paymentId {payment_id}")
+        if waiting_only and order.status not in WAITING:
+            return order, None
+        observation = await self.sync(payment_id, source, seen=order)
+        return observation.order, observation
+
     async def sync(self, payment_id: str, source: Source, seen: Order | None = None) -> Observation:
         """Fetch PortOne's truth (no transaction open), then apply it (to `seen`, if given:
         the order as the caller just read it).
 
         A completion shares a read in flight for the same payment, or reuses a recent one
-        that left the order waiting (`app.payments.shared`); every other source reads
+        that left the order waiting (`app.payments.single_flight`); every other source reads
         afresh, and its outcome is what completions reuse next.
         """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -53,6 +54,7 @@ def new_http_client(
     transport: httpx.AsyncBaseTransport | None = None,
     *,
     max_connections: int = MAX_IN_FLIGHT,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
     """The one client the process shares (the lifespan owns and closes it).
 
@@ -70,7 +72,10 @@ def new_http_client(
         timeout=TIMEOUT,
         transport=transport
         or AiohttpTransport(
-            limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_SECONDS)
+            verify=verify,
+            limits=httpx.Limits(
+                max_connections=max_connections, keepalive_expiry=KEEPALIVE_SECONDS
+            ),
         ),
         follow_redirects=False,
     )

@@ -2,7 +2,7 @@
 
 A refund PortOne answered REQUESTED becomes SUCCEEDED or FAILED when a snapshot of its
 payment shows its cancellation settled (a `Transaction.Cancelled`, `PartialCancelled` or
-`CancelPending` webhook, a completion, or the reconciler brings it through the one path).
+`CancelPending` webhook, or the reconciler, brings it through the one path).
 A refund whose PortOne call never answered, and that nobody retried for a while, is
 settled from the payment's cancellations too: the one it made, if PortOne holds one no
 other refund claims, or FAILED if PortOne has none.
@@ -35,7 +35,7 @@ FAILED_EVENT = "order.refund_failed"
 # A refund whose PortOne call never answered is settled from the payment after this long
 # without a retry of its Idempotency-Key.
 ABANDONED_AFTER = timedelta(minutes=10)
-SETTLED: dict[str, RefundStatus] = {
+REFUND_STATUS_OF: dict[str, RefundStatus] = {
     CancellationStatus.SUCCEEDED: RefundStatus.SUCCEEDED,
     CancellationStatus.FAILED: RefundStatus.FAILED,
 }
@@ -54,7 +54,7 @@ class Settlement:
         async with self._database.transaction() as db:
             await orders.lock(db, order.id)  # the order, then its refunds: one lock order
             for cancellation in payment.cancellations:
-                status = SETTLED.get(cancellation.status)
+                status = REFUND_STATUS_OF.get(cancellation.status)
                 if status is None or cancellation.id is None:
                     continue
                 outcome = f"PortOne settled cancellation {cancellation.id}: {cancellation.status}"
@@ -91,7 +91,7 @@ class Settlement:
                 None,
             )
         else:
-            status = SETTLED.get(made.status, RefundStatus.REQUESTED)
+            status = REFUND_STATUS_OF.get(made.status, RefundStatus.REQUESTED)
             outcome = f"PortOne holds cancellation {made.id}: {made.status}"
             cancellation_id = made.id
         settled = await store.settle_abandoned(

@@ -1,8 +1,8 @@
 """The emulator's payments, as PortOne's API shows them.
 
-Bodies carry every field `reference/portone-v2.openapi.json` (and the official SDK)
-requires for each status. `state()` and `restored()` carry a payment across restarts of
-the sandbox (`app.sandbox.store`).
+Bodies carry every field PortOne's V2 OpenAPI document (the extract in
+`tests/portone/reference/`) and the official SDK require for each status. `state()` and
+`restored()` carry a payment across restarts of the sandbox (`app.sandbox.store`).
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ class Tables:
 
 
 def expected(order: asyncpg.Record, payment: dict[str, Any] | None) -> tuple[set[str], str | None]:
-    """The statuses SPEC allows for this order given PortOne's final payment, and the reason."""
+    """The statuses docs/contract.md allows for this order given PortOne's final payment, and
+    the reason."""
     if payment is None or payment["status"] in ("READY", "PAY_PENDING", "FAILED"):
         return {"PENDING"}, None
     reason = None

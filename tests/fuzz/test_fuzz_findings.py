@@ -1,6 +1,6 @@
 """What the fuzzers found, pinned as plain examples so it stays fixed whatever they draw.
 
-Each case is the shrunk input of a fuzzing failure; the assertion is SPEC's: malformed
+Each case is the shrunk input of a fuzzing failure; the assertion is docs/contract.md's: malformed
 input is a 4xx with a code, PortOne's answers never make a 5xx (but 503
 PORTONE_UNAVAILABLE for a body the service cannot read), and the OpenAPI declares every
 status a route answers with.
@@ -17,9 +17,10 @@ import pytest
 import respx
 
 from app.main import create_app
-from tests.conftest import make_settings
-from tests.helpers import INTERNAL, create_order
+from tests.helpers import INTERNAL, create_order, make_settings
 from tests.portone_payloads import payment_body
+
+pytestmark = pytest.mark.slow
 
 
 def _assert_problem(response: httpx.Response, status: int, code: str) -> None:

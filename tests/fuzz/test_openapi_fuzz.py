@@ -16,10 +16,12 @@ from schemathesis import BaseSchema
 from schemathesis.python import asgi
 
 from app.main import create_app
-from tests.conftest import TOKEN, make_settings, mocked_portone
 from tests.emulated_portone import EmulatedPortOne
 from tests.fuzz import api_fuzz
 from tests.fuzz.api_fuzz import Known
+from tests.helpers import TOKEN, make_settings, mocked_portone
+
+pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
 SEED = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else None

@@ -4,8 +4,8 @@ Bodies come from PortOne's own OpenAPI (each status variant), nudged towards the
 (so valid payments are common) and mutated the ways PortOne changes without notice:
 unknown statuses and method types, extra fields, missing optional parts, other stores,
 amounts, currencies and channel types. The service must never answer 5xx (but 503
-PORTONE_UNAVAILABLE when the body cannot be read), and the order must end where SPEC says:
-PAID if and only if PortOne says PAID and every check passes.
+PORTONE_UNAVAILABLE when the body cannot be read), and the order must end where
+docs/contract.md says: PAID if and only if PortOne says PAID and every check passes.
 
 `FUZZ_SEED=<n>` runs other examples, `FUZZ_MAX_EXAMPLES=<n>` more of them.
 """
@@ -29,6 +29,8 @@ from app.portone.models import Payment
 from tests.fuzz.portone_schemas import VARIANTS, Json, payment_strategy
 from tests.helpers import INTERNAL
 from tests.portone_payloads import STORE_ID
+
+pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "150"))
 SEED = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else None
@@ -146,7 +148,7 @@ def readable(body: Json) -> bool:
 
 
 def expected_status(scenario: Scenario, body: Json) -> str:
-    """Where SPEC's transitions take a PENDING order on this snapshot."""
+    """Where the contract's transitions take a PENDING order on this snapshot."""
     status = body["status"]
     if status in VERIFIED:
         channel = body.get("channel")

@@ -2,12 +2,12 @@
 
 Random sequences of PortOne snapshots, fresh, reordered and repeated, with random
 `statusChangedAt`, go through the real apply path (`services.sync.apply`) against
-Postgres. After every step the order must agree with a small model written from SPEC's
-transition table (plus the extension the service implements: a PARTIAL_CANCELLED
-snapshot on a PENDING or AWAITING_DEPOSIT order is verified like a PAID and moves it to
-PARTIALLY_REFUNDED): never a regression or an illegal transition, stale snapshots
-ignored, one event row per observation, one transition row per change, one compensation
-per rejected payment.
+Postgres. After every step the order must agree with a small model written from the
+contract's transition table in docs/contract.md (plus the extension the service
+implements: a PARTIAL_CANCELLED snapshot on a PENDING or AWAITING_DEPOSIT order is
+verified like a PAID and moves it to PARTIALLY_REFUNDED): never a regression or an
+illegal transition, stale snapshots ignored, one history row per observation, one
+transition row per change, one compensation per rejected payment.
 
 `FUZZ_SEED=<n>` runs other sequences, `FUZZ_MAX_EXAMPLES=<n>` more of them.
 """
@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
+import pytest
 import respx
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
@@ -38,10 +39,11 @@ from sqlalchemy import text
 from app.main import create_app
 from app.payments.sync import Source
 from app.portone.models import Payment
-from app.services import Services
-from tests.conftest import make_settings, mocked_portone
-from tests.helpers import INTERNAL
+from app.wiring import Services
+from tests.helpers import INTERNAL, make_settings, mocked_portone
 from tests.portone_payloads import iso, payment_body
+
+pytestmark = pytest.mark.slow
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "60"))
 SEED = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else None
@@ -56,7 +58,7 @@ CANCELLED, REJECTED = "CANCELLED", "REJECTED"
 UNSETTLED = frozenset({PENDING, AWAITING})
 VERIFIED = frozenset({"PAID", "VIRTUAL_ACCOUNT_ISSUED", "PARTIAL_CANCELLED"})
 
-# SPEC's transitions, (order status, PortOne status) -> next status, for a payment that
+# The contract's transitions, (order status, PortOne status) -> next status, for a payment that
 # passes every check; anything not listed leaves the order as it is.
 TRANSITIONS = {
     (PENDING, "VIRTUAL_ACCOUNT_ISSUED"): AWAITING,
@@ -128,7 +130,7 @@ snapshots = st.builds(
 
 @dataclass
 class Model:
-    """What SPEC says the order is after each snapshot."""
+    """What docs/contract.md says the order is after each snapshot."""
 
     status: str = PENDING
     applied_at: int | None = None

@@ -9,8 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import TOKEN
-from tests.helpers import PAYMENT_RESULT
+from tests.helpers import PAYMENT_RESULT, TOKEN
 from tests.portone_payloads import STORE_ID
 from tests.problem_details import assert_problem, assert_validation_failed
 

@@ -10,8 +10,7 @@ import pytest
 import respx
 
 from app.config import Settings
-from tests.conftest import make_settings
-from tests.helpers import INTERNAL
+from tests.helpers import INTERNAL, make_settings
 from tests.portone_payloads import STORE_ID
 from tests.problem_details import assert_problem
 

@@ -13,8 +13,7 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import TOKEN
-from tests.helpers import INTERNAL, create_order
+from tests.helpers import INTERNAL, TOKEN, create_order
 from tests.portone_payloads import iso, payment_body
 from tests.problem_details import assert_problem, assert_validation_failed
 

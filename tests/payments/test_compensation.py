@@ -15,14 +15,14 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
-from app.services import Services
-from tests.conftest import make_settings
+from app.wiring import Services
 from tests.helpers import (
     INTERNAL,
     after_backoff,
     complete,
     create_order,
     events,
+    make_settings,
     order_row,
     portone_lists,
     portone_returns,
@@ -61,11 +61,6 @@ def sent(route: respx.Route) -> list[dict[str, Any]]:
 
 async def compensation_events(db: asyncpg.Connection, order_id: str) -> list[asyncpg.Record]:
     return [e for e in await events(db, order_id) if e["source"] == "compensation"]
-
-
-@pytest.fixture
-async def order(client: httpx.AsyncClient) -> dict[str, Any]:
-    return await create_order(client, amount=10_000)
 
 
 async def test_thirty_racing_completions_and_webhooks_cancel_a_tampered_payment_once(

@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from app import reconcile as app_reconcile
-from app.services import Services
+from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import after_backoff, create_order, events, order_row
 from tests.problem_details import assert_problem

@@ -12,12 +12,11 @@ import pytest
 import respx
 
 from app.config import Settings
-from tests.conftest import make_settings
 from tests.helpers import (
     INTERNAL,
     complete,
-    create_order,
     events,
+    make_settings,
     order_row,
     portone_cancels,
     portone_returns,
@@ -25,11 +24,6 @@ from tests.helpers import (
 )
 from tests.portone_payloads import STORE_ID, payment_body
 from tests.problem_details import assert_problem
-
-
-@pytest.fixture
-async def order(client: httpx.AsyncClient) -> dict[str, Any]:
-    return await create_order(client, amount=10_000)
 
 
 async def test_paid_payment_marks_order_paid_and_records_the_event(

@@ -14,10 +14,9 @@ import respx
 
 from app.payments.sync import Source
 from app.portone.models import Payment
-from app.services import Services
+from app.wiring import Services
 from tests.helpers import (
     complete,
-    create_order,
     events,
     order_row,
     portone_cancels,
@@ -26,11 +25,6 @@ from tests.helpers import (
 )
 from tests.portone_payloads import payment_body
 from tests.problem_details import assert_problem
-
-
-@pytest.fixture
-async def order(client: httpx.AsyncClient) -> dict[str, Any]:
-    return await create_order(client, amount=10_000)
 
 
 @pytest.mark.parametrize("status", [401, 403])

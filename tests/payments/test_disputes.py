@@ -10,9 +10,8 @@ import respx
 from pydantic import SecretStr
 
 from app.config import Settings
-from tests.conftest import make_settings
 from tests.emulated_portone import EmulatedPortOne
-from tests.helpers import INTERNAL, create_order, events
+from tests.helpers import INTERNAL, create_order, events, make_settings
 
 
 @pytest.fixture

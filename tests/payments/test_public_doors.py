@@ -14,8 +14,7 @@ import respx
 from app.config import Settings
 from app.db import Database
 from app.portone import client as portone_client
-from tests.conftest import make_settings
-from tests.helpers import create_order, order_row, post_webhook, transitions
+from tests.helpers import create_order, make_settings, order_row, post_webhook, transitions
 from tests.portone_payloads import payment_body
 from tests.problem_details import assert_problem
 

@@ -11,8 +11,7 @@ import pytest
 import respx
 
 from app.config import Settings
-from tests.conftest import make_settings
-from tests.helpers import INTERNAL, complete, create_order, portone_returns
+from tests.helpers import INTERNAL, complete, create_order, make_settings, portone_returns
 from tests.problem_details import assert_validation_failed
 
 SHOP = "https://shop.example/thanks?cart=7"

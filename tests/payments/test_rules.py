@@ -1,4 +1,4 @@
-"""The order rules on their own: SPEC's transition table, the checks, and staleness."""
+"""The order rules on their own: the contract's transition table, the checks, and staleness."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ LIVE_ONLY = Policy(STORE_ID, accept_test_payments=False)
 TEST_ACCEPTED = Policy(STORE_ID, accept_test_payments=True)
 APPLIED_AT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
-# SPEC, "Order statuses and how PortOne's payment state moves them": every listed move.
+# docs/contract.md, "Order statuses, and how PortOne's payment moves them": every listed move.
 # Any (order status, PortOne status) pair not here leaves the order where it is.
-SPEC_TRANSITIONS: dict[tuple[OrderStatus, str], OrderStatus] = {
+CONTRACT_TRANSITIONS: dict[tuple[OrderStatus, str], OrderStatus] = {
     (S.PENDING, P.VIRTUAL_ACCOUNT_ISSUED): S.AWAITING_DEPOSIT,
     (S.PENDING, P.PAID): S.PAID,
     (S.AWAITING_DEPOSIT, P.PAID): S.PAID,
@@ -30,7 +30,7 @@ SPEC_TRANSITIONS: dict[tuple[OrderStatus, str], OrderStatus] = {
     (S.PAID, P.PARTIAL_CANCELLED): S.PARTIALLY_REFUNDED,
     (S.PAID, P.CANCELLED): S.REFUNDED,
     (S.PARTIALLY_REFUNDED, P.CANCELLED): S.REFUNDED,
-    # Beyond SPEC's table: a PAID we never saw, already partly cancelled, is verified like a
+    # Beyond the contract's table: a PAID we never saw, already partly cancelled, is verified like a
     # PAID and lands where PortOne is, so the reconciler can agree with PortOne.
     (S.PENDING, P.PARTIAL_CANCELLED): S.PARTIALLY_REFUNDED,
     (S.AWAITING_DEPOSIT, P.PARTIAL_CANCELLED): S.PARTIALLY_REFUNDED,
@@ -41,7 +41,7 @@ TABLE = [
     pytest.param(
         order_status,
         portone_status,
-        SPEC_TRANSITIONS.get((order_status, portone_status), order_status),
+        CONTRACT_TRANSITIONS.get((order_status, portone_status), order_status),
         id=f"{order_status}+{portone_status}",
     )
     for order_status in OrderStatus

@@ -11,7 +11,7 @@ import httpx
 from app.orders.order import Order
 from app.payments.sync import Source
 from app.portone.models import Payment
-from app.services import Services
+from app.wiring import Services
 from tests.helpers import create_order, events, order_row, transitions
 from tests.portone_payloads import payment_body
 

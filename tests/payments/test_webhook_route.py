@@ -24,8 +24,7 @@ from fastapi import FastAPI
 from starlette.types import Message, Scope
 
 from app.standard_webhooks import decode_secret, sign
-from tests.conftest import WEBHOOK_SECRET
-from tests.helpers import create_order, portone_returns
+from tests.helpers import WEBHOOK_SECRET, create_order, portone_returns
 from tests.portone_payloads import STORE_ID, iso
 from tests.problem_details import assert_problem
 
@@ -316,7 +315,7 @@ async def _asgi_post(app: FastAPI, headers: dict[str, str], body: bytes) -> tupl
 async def test_mixed_case_header_names_are_accepted_when_the_server_keeps_their_case(
     app: FastAPI, client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
 ) -> None:
-    """ASGI servers may pass header names as received; SPEC: names are case-insensitive."""
+    """ASGI servers may pass header names as received; the contract: names are case-insensitive."""
     order = await create_order(client)
     route = portone_returns(portone, order["paymentId"])
     body = event(order["paymentId"])

@@ -8,8 +8,8 @@ import httpx
 import respx
 
 from app.standard_webhooks import decode_secret, sign
-from tests.conftest import WEBHOOK_SECRET
 from tests.helpers import (
+    WEBHOOK_SECRET,
     create_order,
     order_row,
     portone_returns,

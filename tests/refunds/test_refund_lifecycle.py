@@ -14,10 +14,9 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.refunds import settlement
-from app.services import Services
-from tests.conftest import make_settings
+from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
-from tests.helpers import INTERNAL, create_order, events
+from tests.helpers import INTERNAL, create_order, events, make_settings
 from tests.problem_details import assert_problem
 
 EVENTS_URL = "https://shop.test/order-events"

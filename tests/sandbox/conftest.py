@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.config import Settings
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 
 @pytest.fixture

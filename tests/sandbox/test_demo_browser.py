@@ -18,11 +18,11 @@ from app.config import Settings
 from app.main import create_app
 from app.sandbox.delivery import WebhookSender
 from tests.browser import Browsing, needs_chromium, offline_browser
-from tests.conftest import WEBHOOK_SECRET, make_settings
+from tests.helpers import WEBHOOK_SECRET, make_settings
 from tests.live_server import serving
 from tests.processes import free_port
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 FLOWS = ("#pay-card", "#pay-virtual-account", "#pay-tampered", "#pay-declined")
 HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")

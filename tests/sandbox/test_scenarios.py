@@ -16,8 +16,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from app.sandbox.state import Sandbox
-from tests.conftest import make_settings
-from tests.helpers import INTERNAL, age_order, create_order, webhook_sender
+from tests.helpers import INTERNAL, age_order, create_order, make_settings, webhook_sender
 from tests.problem_details import assert_validation_failed
 
 AMOUNT = 10_000

@@ -56,6 +56,9 @@ from app.sandbox import IN_PROCESS
 from tests.fuzz.portone_schemas import REFERENCE
 from tests.helpers import INTERNAL, webhook_sender
 
+# The official SDK against the emulator: a contract check, not the inner loop.
+pytestmark = pytest.mark.slow
+
 AMOUNT = 10_000
 PARTIAL = 3_000
 # PortOne's API reference sits beside the repository, in the project's shared folder.

@@ -26,10 +26,12 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.main import create_app
 from app.outbox.delivery import EventDelivery
-from app.services import Services
-from tests.conftest import TOKEN, WEBHOOK_SECRET, make_settings
+from app.wiring import Services
 from tests.helpers import (
     INTERNAL,
+    TOKEN,
+    WEBHOOK_SECRET,
+    make_settings,
     portone_returns,
     post_webhook,
 )

@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from app.config import Settings
-from app.services import Services
+from app.wiring import Services
 from tests.helpers import (
     INTERNAL,
     create_order,

@@ -22,11 +22,11 @@ from app.orders.order import Order
 from app.outbox.delivery import EventDelivery
 from app.outbox.writer import Outbox
 from app.payments.sync import Source
-from app.services import Services
-from tests.conftest import make_settings
+from app.wiring import Services
 from tests.database import ROOT
 from tests.helpers import (
     create_order,
+    make_settings,
     order_row,
     portone_returns,
     transitions,
@@ -44,6 +44,8 @@ from tests.outbox.delivery.shop import (
     running,
     service_env,
 )
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("read_first", [False, True], ids=["locked", "as-read"])

@@ -1,11 +1,11 @@
-"""SharedReads on its own, with a clock the test moves: what is shared, reused, and never
+"""SingleFlight on its own, with a clock the test moves: what is shared, reused, and never
 reused."""
 
 from __future__ import annotations
 
 import asyncio
 
-from app.payments.shared import SharedReads
+from app.payments.single_flight import SingleFlight
 
 
 class Reads:
@@ -34,8 +34,8 @@ async def running() -> None:
         await asyncio.sleep(0)
 
 
-def shared_reads(clock: Clock) -> SharedReads[str]:
-    return SharedReads(lambda status: status == "PENDING", reuse_seconds=1.0, clock=clock)
+def shared_reads(clock: Clock) -> SingleFlight[str]:
+    return SingleFlight(lambda status: status == "PENDING", reuse_seconds=1.0, clock=clock)
 
 
 async def test_calls_at_once_share_one_read_and_a_waiting_answer_is_reused_for_a_second() -> None:

@@ -33,8 +33,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class _Remembered(Generic[T]):
     """A read's result, or the not-yet-paid error it ended with, and when it began. With
-    neither, the read settled the payment: nothing to reuse, but an older read that lands
-    later must not be reused in its place."""
+    neither, the read found the order no longer waiting: nothing to reuse, but an older
+    read that lands later must not be reused in its place."""
 
     began: float
     result: T | None
@@ -51,7 +51,7 @@ class _Remembered(Generic[T]):
         return self.result
 
 
-class SharedReads(Generic[T]):
+class SingleFlight(Generic[T]):
     """Single flight per key, with a short memory for outcomes still waiting for money.
 
     `waiting(result)` says whether a result leaves the payment not yet paid.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from app import metrics
+from app import metrics, tls
 from app.config import Settings
 from app.db import Database, migration_head, new_engine
 from app.orders.service import Orders
@@ -24,11 +24,11 @@ from app.outbox.writer import Outbox
 from app.payments.compensation import Compensator
 from app.payments.complete import Completion
 from app.payments.inbox import WebhookInbox
-from app.payments.landing import ReturnDoor
+from app.payments.return_door import ReturnDoor
 from app.payments.rules import Policy
 from app.payments.sync import PaymentSync
 from app.portone.client import Cap, PortOneClient, new_http_client
-from app.readiness import Health
+from app.readiness import Readiness
 from app.reconcile import Reconciler
 from app.refunds.service import Refunds
 from app.refunds.settlement import Settlement
@@ -48,7 +48,7 @@ class Services:
     inbox: WebhookInbox
     refunds: Refunds
     outbox_events: OutboxEvents
-    health: Health
+    readiness: Readiness
 
     def event_delivery(self, http: httpx.AsyncClient) -> EventDelivery | None:
         """The outbox's delivery to ORDER_EVENTS_URL, when one is configured."""
@@ -86,6 +86,7 @@ async def open_services(
         settings.api_secret,
         portone_transport,
         max_connections=settings.portone_max_in_flight,
+        verify=tls.context(),
     )
     try:
         database = Database(engine)
@@ -126,7 +127,7 @@ async def open_services(
             ),
             refunds=Refunds(database, portone, sync, settlement),
             outbox_events=OutboxEvents(database),
-            health=Health(database, migration_head()),
+            readiness=Readiness(database, migration_head()),
         )
     finally:
         await http.aclose()
