@@ -10,8 +10,8 @@ from sqlalchemy.engine import Connection
 from app import metrics
 from app.db import Database, database_unavailable, sqlstate_of
 from app.errors import DatabaseUnavailable
-from app.orders import store as orders
-from app.payments import store as payments
+from app.orders import store as orders_store
+from app.payments import store as payments_store
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ class Readiness:
         this process's counters, which tell what the outage did."""
         try:
             async with self._database.connect() as db:
-                owed = await orders.count_owed_compensations(db)
-                oldest = await payments.oldest_unprocessed_age(db)
+                owed = await orders_store.count_owed_compensations(db)
+                oldest = await payments_store.oldest_unprocessed_age(db)
         except Exception as exc:
             logger.warning("stuck-work gauges not refreshed: %s", _unready(exc).detail)
             return

@@ -27,14 +27,14 @@ from typing import Any
 from app import logs, metrics
 from app.background import advisory_lock
 from app.db import Database, database_unavailable
-from app.orders import store
-from app.payments import store as payment_store
+from app.orders import store as orders_store
+from app.payments import store as payments_store
 from app.payments.compensation import Compensator
 from app.payments.sync import PaymentSync, Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PaymentNotFound, PortOneError
 from app.portone.models import Payment
-from app.refunds import store as refunds
+from app.refunds import store as refunds_store
 from app.times import rfc3339, utc_now
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Reconciler:
     async def _unsettled_payment_ids(self) -> list[str]:
         async with self._database.connect() as db:
             found = [
-                *await payment_store.waiting_payment_ids(
+                *await payments_store.waiting_payment_ids(
                     db,
                     pending_min_age=PENDING_MIN_AGE,
                     pending_max_age=PENDING_MAX_AGE,
@@ -120,9 +120,9 @@ class Reconciler:
                     long_expired_every=LONG_EXPIRED_EVERY,
                     limit=ORDERS_PER_PASS,
                 ),
-                *await payment_store.unprocessed_payment_ids(db, ORDERS_PER_PASS),
-                *await store.held_compensation_payment_ids(db, ORDERS_PER_PASS),
-                *await refunds.waiting_payment_ids(db, ORDERS_PER_PASS),
+                *await payments_store.unprocessed_payment_ids(db, ORDERS_PER_PASS),
+                *await orders_store.held_compensation_payment_ids(db, ORDERS_PER_PASS),
+                *await refunds_store.unsettled_payment_ids(db, ORDERS_PER_PASS),
             ]
         return list(dict.fromkeys(found))
 
@@ -148,7 +148,7 @@ class Reconciler:
 
         await asyncio.gather(*(one(payment_id) for payment_id in payment_ids))
         async with self._database.connect() as db:
-            await payment_store.mark_reconciled(db, looked_at)
+            await payments_store.mark_reconciled(db, looked_at)
 
     async def _compensate(self, summary: PassSummary) -> None:
         for order_id in await self._compensator.due(ORDERS_PER_PASS):
@@ -159,7 +159,7 @@ class Reconciler:
 
     async def _settle_deliveries(self, payment_id: str) -> None:
         async with self._database.connect() as db:
-            await payment_store.resolve_deliveries(db, payment_id)
+            await payments_store.resolve_deliveries(db, payment_id)
 
     async def _read_changes(self, summary: PassSummary) -> None:
         """Apply PortOne's list of payments whose status changed, in the order they
@@ -197,7 +197,7 @@ class Reconciler:
         complete = True
         by_id = {payment.id: payment for payment in payments}
         async with self._database.connect() as db:
-            applied = await payment_store.applied_snapshots(db, list(by_id))
+            applied = await payments_store.applied_snapshots(db, list(by_id))
         for payment_id, (portone_status, applied_at) in applied.items():
             payment = by_id[payment_id]
             if payment.status == portone_status and payment.status_changed_at == applied_at:
@@ -215,7 +215,7 @@ class Reconciler:
 
     async def _checkpoint(self) -> Checkpoint:
         async with self._database.connect() as db:
-            saved = await payment_store.read_checkpoint(db, CHECKPOINT)
+            saved = await payments_store.read_checkpoint(db, CHECKPOINT)
         if saved is None:
             return Checkpoint(utc_now() - FIRST_LOOKBACK)
         return Checkpoint(
@@ -227,7 +227,7 @@ class Reconciler:
 
     async def _save(self, checkpoint: Checkpoint) -> None:
         async with self._database.connect() as db:
-            await payment_store.save_checkpoint(
+            await payments_store.save_checkpoint(
                 db,
                 CHECKPOINT,
                 changed_until=checkpoint.changed_until,

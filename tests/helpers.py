@@ -93,6 +93,13 @@ def portone_returns(portone: respx.MockRouter, payment_id: str, **payment: Any) 
     )
 
 
+def account_issued(portone: respx.MockRouter, payment_id: str, **payment: Any) -> respx.Route:
+    """Route GET /payments/{id} to a virtual account issued for the payment."""
+    return portone_returns(
+        portone, payment_id, status="VIRTUAL_ACCOUNT_ISSUED", virtual_account=True, **payment
+    )
+
+
 async def order_row(db: asyncpg.Connection, order_id: str) -> asyncpg.Record:
     row = await db.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
     assert row is not None

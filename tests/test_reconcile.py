@@ -17,6 +17,7 @@ from app.payments.sync import PaymentSync
 from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import (
+    account_issued,
     age_order,
     create_order,
     order_row,
@@ -76,11 +77,9 @@ async def test_missed_deposit_is_repaired(
 ) -> None:
     order = await create_order(client)
     issued = datetime.now(UTC) - timedelta(hours=2)
-    route = portone_returns(
+    route = account_issued(
         portone,
         order["paymentId"],
-        status="VIRTUAL_ACCOUNT_ISSUED",
-        virtual_account=True,
         status_changed_at=issued,
     )
     await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
@@ -342,11 +341,9 @@ async def test_a_virtual_account_expired_long_ago_is_looked_at_hourly_and_never_
 ) -> None:
     order = await create_order(client)
     expired = datetime.now(UTC) - timedelta(days=3)
-    fetch = portone_returns(
+    fetch = account_issued(
         portone,
         order["paymentId"],
-        status="VIRTUAL_ACCOUNT_ISSUED",
-        virtual_account=True,
         status_changed_at=expired - timedelta(days=3),
     )
     await client.post("/payments/complete", json={"paymentId": order["paymentId"]})

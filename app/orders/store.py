@@ -35,12 +35,12 @@ from app.db import Query, one_of
 from app.orders.order import HistoryEntry, Order
 from app.orders.status import CompensationStatus, OrderStatus
 from app.orders.tables import order_history, orders
-from app.refunds import store as refunds
+from app.refunds import store as refunds_store
 
 # The columns as `Order`'s fields (the row version is `xmin` in SQL), and its refunds.
 ORDER = [
     *(c if c.key == c.name else c.label(c.key) for c in orders.c),
-    refunds.listed(orders.c.id).label("refunds"),
+    refunds_store.listed(orders.c.id).label("refunds"),
 ]
 # What the payment path decides: the rest of an order is fixed at its creation.
 PAYMENT_STATE = (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.db import Database
-from app.orders import store
+from app.orders import store as orders_store
 from app.orders.order import HistoryEntry
 from app.orders.status import CompensationStatus
 from app.payments.sync import Source
@@ -60,7 +60,7 @@ class Compensator:
     async def due(self, limit: int) -> list[str]:
         """Up to `limit` orders whose compensation is owed and due now."""
         async with self._database.connect() as db:
-            return await store.due_compensations(db, limit)
+            return await orders_store.due_compensations(db, limit)
 
     async def compensate(self, order_id: str, snapshot: Payment | None = None) -> bool:
         """Run an owed compensation if no one else is; True once PortOne shows it done.
@@ -69,7 +69,7 @@ class Compensator:
         one (a retry), the payment is fetched afresh.
         """
         async with self._database.connect() as db:
-            claimed = await store.claim_compensation(db, order_id, LEASE)
+            claimed = await orders_store.claim_compensation(db, order_id, LEASE)
         if claimed is None:
             return False
         payment = snapshot
@@ -121,7 +121,7 @@ class Compensator:
         if attempt.status == CompensationStatus.OWED:
             retry_at = next_attempt(attempts, utc_now())
         async with self._database.transaction() as db:
-            status = await store.end_compensation_attempt(
+            status = await orders_store.end_compensation_attempt(
                 db,
                 order_id,
                 attempt.status,
@@ -132,7 +132,7 @@ class Compensator:
             entry = HistoryEntry(
                 Source.COMPENSATION, portone_status, status, status, attempt.detail
             )
-            await store.add_history(db, order_id, entry)
+            await orders_store.add_history(db, order_id, entry)
         log = logger.info if attempt.done else logger.warning
         log("compensation of order %s: %s", order_id, attempt.detail)
 

@@ -22,7 +22,7 @@ from typing import Any
 from app import logs, metrics
 from app.db import Database
 from app.errors import OrderNotFound
-from app.orders import store
+from app.orders import store as orders_store
 from app.orders.order import HistoryEntry, Order
 from app.orders.status import WAITING, CompensationStatus, OrderStatus
 from app.outbox.writer import Outbox
@@ -106,7 +106,7 @@ class PaymentSync:
     async def find(self, payment_id: str) -> Order | None:
         """The order as it stands, without a lock or a transaction."""
         async with self._database.connect() as db:
-            return await store.find_by_payment_id(db, payment_id)
+            return await orders_store.find_by_payment_id(db, payment_id)
 
     async def look(
         self, payment_id: str, source: Source, *, waiting_only: bool = False
@@ -186,9 +186,9 @@ class PaymentSync:
             db.transaction() if outbox is not None else nullcontext(),
         ):
             if change.order == seen:
-                saved = seen if await store.record_if_unchanged(db, seen, entry) else None
+                saved = seen if await orders_store.record_if_unchanged(db, seen, entry) else None
             else:
-                saved = await store.save_if_unchanged(db, change.order, seen.version, entry)
+                saved = await orders_store.save_if_unchanged(db, change.order, seen.version, entry)
             if saved is None:
                 return None
             if outbox is not None:
@@ -198,18 +198,18 @@ class PaymentSync:
 
     async def _apply_locked(self, payment_id: str, payment: Payment, source: Source) -> Observation:
         async with self._database.transaction() as db:
-            before = await store.lock_by_payment_id(db, payment_id)
+            before = await orders_store.lock_by_payment_id(db, payment_id)
             if before is None:
                 raise OrderNotFound(f"no order has paymentId {payment_id}")
             logs.bind(order_id=before.id)
             change = self._decided(before, payment)
             order = change.order
             if order != before:
-                order = await store.save(db, order)
+                order = await orders_store.save(db, order)
             if self._outbox is not None:
                 for event_type in change.events:
                     await self._outbox.add(db, order, event_type)
-            await store.add_history(db, order.id, change.entry(source, payment, before))
+            await orders_store.add_history(db, order.id, change.entry(source, payment, before))
         return Observation(order, payment, change.decision, before.status)
 
     def _decided(self, before: Order, payment: Payment) -> Change:

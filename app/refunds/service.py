@@ -27,7 +27,7 @@ from app.errors import (
 )
 from app.idempotency import fingerprint
 from app.ids import new_id
-from app.orders import store as orders
+from app.orders import store as orders_store
 from app.orders.order import Order
 from app.orders.status import OrderStatus
 from app.payments.sync import PaymentSync, Source
@@ -93,7 +93,7 @@ class Refunds:
         """The refund row and whether this request must call PortOne for it."""
         request_hash = fingerprint(request)
         async with self._database.transaction() as db:
-            order = await orders.lock(db, order_id)
+            order = await orders_store.lock(db, order_id)
             if order is None:
                 raise OrderNotFound(f"no order {order_id}")
             if key is not None:
@@ -132,7 +132,7 @@ class Refunds:
 
     async def _order(self, order_id: str) -> Order:
         async with self._database.connect() as db:
-            order = await orders.get(db, order_id)
+            order = await orders_store.get(db, order_id)
         assert order is not None  # orders are never deleted
         return order
 
@@ -214,7 +214,7 @@ class Refunds:
     ) -> None:
         async with self._database.transaction() as db:
             # The order first, as every writer of an order and its refunds locks them.
-            await orders.lock(db, refund.order_id)
+            await orders_store.lock(db, refund.order_id)
             finished = await store.finish(
                 db,
                 refund,

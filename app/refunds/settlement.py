@@ -21,7 +21,7 @@ import asyncpg
 
 from app import metrics
 from app.db import Database
-from app.orders import store as orders
+from app.orders import store as orders_store
 from app.orders.order import HistoryEntry, Order
 from app.outbox.writer import Outbox
 from app.portone.models import CancellationStatus, Payment, PaymentCancellation
@@ -52,7 +52,7 @@ class Settlement:
         if not any(listed["status"] == RefundStatus.REQUESTED for listed in order.refunds):
             return
         async with self._database.transaction() as db:
-            await orders.lock(db, order.id)  # the order, then its refunds: one lock order
+            await orders_store.lock(db, order.id)  # the order, then its refunds: one lock order
             for cancellation in payment.cancellations:
                 status = REFUND_STATUS_OF.get(cancellation.status)
                 if status is None or cancellation.id is None:
@@ -70,11 +70,11 @@ class Settlement:
         # Its callers hold the order's lock already (the order, then its refunds,
         # everywhere); taking it here keeps that true for a new caller, and the order's
         # events in sequence.
-        order = await orders.lock(db, refund.order_id)
+        order = await orders_store.lock(db, refund.order_id)
         assert order is not None  # orders are never deleted
         detail = f"refund {refund.id} of {refund.amount} {order.currency} FAILED: {refund.outcome}"
         entry = HistoryEntry(SOURCE, order.portone_status, order.status, order.status, detail)
-        await orders.add_history(db, order.id, entry)
+        await orders_store.add_history(db, order.id, entry)
         if self._outbox is not None:
             await self._outbox.add(db, order, FAILED_EVENT)
         metrics.refunds_failed.inc()

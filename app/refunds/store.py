@@ -258,7 +258,7 @@ async def claimed_ids(db: asyncpg.Connection, refund: Refund) -> set[str]:
     return {row["cancellation_id"] for row in rows}
 
 
-async def waiting_payment_ids(db: asyncpg.Connection, limit: int) -> list[str]:
+async def unsettled_payment_ids(db: asyncpg.Connection, limit: int) -> list[str]:
     return [row["payment_id"] for row in await UNSETTLED_PAYMENTS.rows(db, limit=limit)]
 
 

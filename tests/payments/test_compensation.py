@@ -18,6 +18,7 @@ from app.main import create_app
 from app.wiring import Services
 from tests.helpers import (
     INTERNAL,
+    account_issued,
     after_backoff,
     complete,
     create_order,
@@ -283,11 +284,9 @@ async def test_rejected_virtual_account_is_closed_instead_of_cancelled(
     order: dict[str, Any],
 ) -> None:
     payment_id = order["paymentId"]
-    portone_returns(
+    account_issued(
         portone,
         payment_id,
-        status="VIRTUAL_ACCOUNT_ISSUED",
-        virtual_account=True,
         total=TAMPERED,
     )
     close = portone.post(f"/payments/{payment_id}/virtual-account/close").respond(
@@ -316,11 +315,9 @@ async def test_virtual_account_deposited_before_it_was_closed_is_cancelled_by_th
     order: dict[str, Any],
 ) -> None:
     payment_id = order["paymentId"]
-    fetch = portone_returns(
+    fetch = account_issued(
         portone,
         payment_id,
-        status="VIRTUAL_ACCOUNT_ISSUED",
-        virtual_account=True,
         total=TAMPERED,
     )
     close = portone.post(f"/payments/{payment_id}/virtual-account/close").mock(

@@ -14,6 +14,7 @@ import respx
 from app.config import Settings
 from tests.helpers import (
     INTERNAL,
+    account_issued,
     complete,
     events,
     make_settings,
@@ -167,9 +168,7 @@ async def test_issued_virtual_account_awaits_the_deposit(
     db: asyncpg.Connection,
     order: dict[str, Any],
 ) -> None:
-    portone_returns(
-        portone, order["paymentId"], status="VIRTUAL_ACCOUNT_ISSUED", virtual_account=True
-    )
+    account_issued(portone, order["paymentId"])
 
     response = await complete(client, order["paymentId"])
 
@@ -195,9 +194,7 @@ async def test_awaiting_deposit_completed_again_gives_the_same_answer(
     db: asyncpg.Connection,
     order: dict[str, Any],
 ) -> None:
-    portone_returns(
-        portone, order["paymentId"], status="VIRTUAL_ACCOUNT_ISSUED", virtual_account=True
-    )
+    account_issued(portone, order["paymentId"])
     first = await complete(client, order["paymentId"])
 
     second = await complete(client, order["paymentId"])

@@ -16,6 +16,7 @@ from app.payments.sync import Source
 from app.portone.models import Payment
 from app.wiring import Services
 from tests.helpers import (
+    account_issued,
     complete,
     events,
     order_row,
@@ -171,11 +172,9 @@ async def test_older_paid_snapshot_seen_by_completion_after_newer_cancellation_i
     order: dict[str, Any],
 ) -> None:
     issued_at = datetime.now(UTC) - timedelta(minutes=10)
-    route = portone_returns(
+    route = account_issued(
         portone,
         order["paymentId"],
-        status="VIRTUAL_ACCOUNT_ISSUED",
-        virtual_account=True,
         status_changed_at=issued_at,
     )
     await complete(client, order["paymentId"])

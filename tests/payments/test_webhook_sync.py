@@ -10,6 +10,7 @@ import respx
 from app.standard_webhooks import decode_secret, sign
 from tests.helpers import (
     WEBHOOK_SECRET,
+    account_issued,
     create_order,
     order_row,
     portone_returns,
@@ -116,11 +117,9 @@ async def test_virtual_account_deposit_arrives_by_webhook(
 ) -> None:
     order = await create_order(client)
     issued_at = datetime.now(UTC) - timedelta(hours=3)
-    route = portone_returns(
+    route = account_issued(
         portone,
         order["paymentId"],
-        status="VIRTUAL_ACCOUNT_ISSUED",
-        virtual_account=True,
         status_changed_at=issued_at,
     )
     completed = await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
