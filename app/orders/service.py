@@ -37,7 +37,10 @@ class Orders:
         if self._pre_register is not None:
             try:
                 await self._pre_register.pre_register(
-                    payment_id, total_amount=data.amount, currency=data.currency
+                    payment_id,
+                    total_amount=data.amount,
+                    currency=data.currency,
+                    idempotency_key=f"pre-register-{payment_id}",
                 )
             except PortOneApiError as exc:
                 raise PortOneUnavailable(

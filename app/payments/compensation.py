@@ -85,7 +85,8 @@ class Compensator:
         if payment.status == PaymentStatus.CANCELLED:
             return Attempt(CompensationStatus.DONE, "PortOne shows the payment cancelled")
         if payment.status == PaymentStatus.VIRTUAL_ACCOUNT_ISSUED:
-            await self._portone.close_virtual_account(payment.id)
+            key = f"compensation-close-{payment.id}"
+            await self._portone.close_virtual_account(payment.id, idempotency_key=key)
             return Attempt(CompensationStatus.DONE, "closed the virtual account at PortOne")
         if payment.status not in (PaymentStatus.PAID, PaymentStatus.PARTIAL_CANCELLED):
             return Attempt(
@@ -102,6 +103,7 @@ class Compensator:
                 payment.id,
                 reason=f"payment failed verification ({reason})",
                 current_cancellable_amount=amount,
+                idempotency_key=_cancel_key(payment),
             )
         except PortOneApiError as exc:
             if exc.type in ALREADY_DONE:
@@ -135,6 +137,14 @@ class Compensator:
             await orders_store.add_history(db, order_id, entry)
         log = logger.info if attempt.done else logger.warning
         log("compensation of order %s: %s", order_id, attempt.detail)
+
+
+def _cancel_key(payment: Payment) -> str:
+    """The Idempotency-Key of the compensating cancellation PortOne's state now calls for:
+    the same while an attempt's answer is lost (PortOne replays it), a new one once PortOne
+    has answered a cancellation FAILED (the next attempt is a new intent)."""
+    failed = sum(c.status == CancellationStatus.FAILED for c in payment.cancellations)
+    return f"compensation-{payment.id}-{failed}"
 
 
 def _held(cancellation_id: str | None, detail: str) -> Attempt:

@@ -93,6 +93,9 @@ def payment_path(payment_id: str, *rest: str) -> str:
     return "/".join(("/payments", quote(payment_id, safe=""), *rest))
 
 
+OUTSTANDING = "IDEMPOTENCY_OUTSTANDING_REQUEST"
+
+
 class _RetryableStatus(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"PortOne answered {response.status_code}")
@@ -168,6 +171,7 @@ class PortOneClient:
         *,
         reason: str,
         current_cancellable_amount: int,
+        idempotency_key: str,
         amount: int | None = None,
         refund_account: RefundAccount | None = None,
     ) -> PaymentCancellation:
@@ -180,20 +184,20 @@ class PortOneClient:
             body["amount"] = amount
         if refund_account is not None:
             body["refundAccount"] = refund_account.model_dump(by_alias=True, exclude_none=True)
-        response = await self._write(
-            "cancel_payment", "POST", payment_path(payment_id, "cancel"), json=body
-        )
+        path = payment_path(payment_id, "cancel")
+        response = await self._write("cancel_payment", path, idempotency_key, json=body)
         return _parse(response, CancelPaymentResponse).cancellation
 
-    async def close_virtual_account(self, payment_id: str) -> None:
+    async def close_virtual_account(self, payment_id: str, *, idempotency_key: str) -> None:
         path = payment_path(payment_id, "virtual-account", "close")
-        await self._write("close_virtual_account", "POST", path, params=self._store)
+        await self._write("close_virtual_account", path, idempotency_key, params=self._store)
 
-    async def pre_register(self, payment_id: str, *, total_amount: int, currency: str) -> None:
+    async def pre_register(
+        self, payment_id: str, *, total_amount: int, currency: str, idempotency_key: str
+    ) -> None:
         body = {"storeId": self._store_id, "totalAmount": total_amount, "currency": currency}
-        await self._write(
-            "pre_register", "POST", payment_path(payment_id, "pre-register"), json=body
-        )
+        path = payment_path(payment_id, "pre-register")
+        await self._write("pre_register", path, idempotency_key, json=body)
 
     async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff.
@@ -236,10 +240,16 @@ class PortOneClient:
             raise _RetryableStatus(response)
         return response
 
-    async def _write(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Writes are not retried here: their callers persist what is owed and retry later."""
+    async def _write(
+        self, operation: str, path: str, idempotency_key: str, **kwargs: Any
+    ) -> httpx.Response:
+        """A POST with PortOne's `Idempotency-Key`: the same key for every retry of one intent
+        (one refund, one compensation attempt), so a retry whose earlier answer was lost
+        gets PortOne's first answer back instead of acting twice. Not retried here: the
+        callers persist what is owed and retry later, with the same key."""
+        headers = {"Idempotency-Key": idempotency_header(idempotency_key)}
         try:
-            response = await self._send(operation, method, path, **kwargs)
+            response = await self._send(operation, "POST", path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise _unreachable(exc) from exc
         if _is_retryable(response):
@@ -260,6 +270,15 @@ class PortOneClient:
         finally:
             if self._observe is not None:
                 self._observe(operation, status, time.perf_counter() - started)
+
+
+def idempotency_header(key: str) -> str:
+    """PortOne's `Idempotency-Key` value: 16 to 256 printable ASCII characters, as an RFC 8941
+    string (double-quoted)."""
+    printable = key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+    if not (16 <= len(key) <= 256 and printable):
+        raise ValueError(f"not an Idempotency-Key PortOne takes: {key!r}")
+    return f'"{key}"'
 
 
 def _unreachable(exc: httpx.TransportError) -> PortOneUnavailable:
@@ -298,6 +317,9 @@ def _checked(response: httpx.Response) -> httpx.Response:
         ) from None
     if error.type == "PAYMENT_NOT_FOUND":
         raise PaymentNotFound(response.status_code, error.type, error.message)
+    if error.type == OUTSTANDING:
+        # The first request with this key is still running at PortOne: like a timeout.
+        raise PortOneUnavailable("PortOne is still running this request", retry_after=1)
     raise PortOneApiError(response.status_code, error.type, error.message)
 
 

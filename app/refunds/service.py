@@ -145,6 +145,8 @@ class Refunds:
                 payment_id,
                 reason=refund.reason,
                 current_cancellable_amount=refund.cancellable_amount,
+                # Every attempt of this refund asks for the one cancellation it makes.
+                idempotency_key=f"refund-{refund.id}",
                 amount=refund.amount,
                 refund_account=RefundAccount.model_validate(account.model_dump())
                 if account

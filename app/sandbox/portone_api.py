@@ -15,7 +15,8 @@ from fastapi.routing import APIRoute
 
 from app.sandbox.emulator import EmulatorError
 from app.sandbox.payments import EmulatedPayment
-from app.sandbox.state import Sandbox, sandbox_of
+from app.sandbox.state import Answer, Sandbox, sandbox_of
+from app.times import utc_now
 
 PREFIX = "/sandbox/portone"  # where the service serves it
 
@@ -28,8 +29,9 @@ class Recorded(APIRoute):
 
         async def recorded(request: Request) -> Response:
             status = 500
+            key = request.headers.get("idempotency-key") if request.method == "POST" else None
             try:
-                response = await handle(request)
+                response = await (_once(request, key, handle) if key else handle(request))
                 status = response.status_code
                 return response
             except EmulatorError as exc:
@@ -42,6 +44,33 @@ class Recorded(APIRoute):
                     sandbox_of(request).called(payment_id, request.method, path, status)
 
         return recorded
+
+
+async def _once(
+    request: Request, key: str, handle: Callable[[Request], Coroutine[Any, Any, Response]]
+) -> Response:
+    """A write with PortOne's Idempotency-Key: done once; the same key again replays the
+    first answer (for three hours), and meets 409 IDEMPOTENCY_OUTSTANDING_REQUEST while the
+    first request still runs."""
+    sandbox = sandbox_of(request)
+    path = request.url.path
+    earlier = sandbox.answer(key)
+    if earlier is not None and earlier.path == path:
+        if earlier.status is None:
+            raise EmulatorError(
+                409, "IDEMPOTENCY_OUTSTANDING_REQUEST", "같은 멱등 키의 요청이 처리 중입니다."
+            )
+        return Response(earlier.body, earlier.status, media_type="application/json")
+    sandbox.answers[key] = Answer(path, utc_now())
+    try:
+        response = await handle(request)
+    except EmulatorError as exc:
+        response = portone_error(exc)
+    except BaseException:
+        del sandbox.answers[key]
+        raise
+    sandbox.answers[key] = Answer(path, utc_now(), response.status_code, bytes(response.body))
+    return response
 
 
 # PortOne's API, not this service's: described by PortOne's own OpenAPI, not ours.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -15,6 +16,18 @@ from app.sandbox.store import SandboxStore
 from app.times import rfc3339, utc_now
 
 CALLS_KEPT = 50
+# PortOne replays the first answer to an Idempotency-Key for three hours.
+IDEMPOTENCY_WINDOW = timedelta(hours=3)
+
+
+@dataclass
+class Answer:
+    """The first answer to an Idempotency-Key: its path, when, and (once given) what."""
+
+    path: str
+    at: datetime
+    status: int | None = None  # None while the first request runs
+    body: bytes = b""
 
 
 class Notifier(Protocol):
@@ -33,6 +46,14 @@ class Sandbox:
     calls: defaultdict[str, deque[dict[str, Any]]] = field(
         default_factory=lambda: defaultdict(lambda: deque(maxlen=CALLS_KEPT))
     )
+    answers: dict[str, Answer] = field(default_factory=dict)
+
+    def answer(self, key: str) -> Answer | None:
+        """The first answer to `key`, while PortOne would still replay it."""
+        now = utc_now()
+        for stale in [k for k, a in self.answers.items() if now - a.at > IDEMPOTENCY_WINDOW]:
+            del self.answers[stale]
+        return self.answers.get(key)
 
     def called(self, payment_id: str, method: str, path: str, status: int) -> None:
         self.calls[payment_id].append(

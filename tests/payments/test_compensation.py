@@ -187,6 +187,9 @@ async def test_cancel_that_timed_out_stays_owed_and_the_reconciler_finishes_it(
     assert summary.compensated == 1
     assert cancel.call_count == 2
     assert [body["currentCancellableAmount"] for body in sent(cancel)] == [TAMPERED, TAMPERED]
+    # The first answer was lost: the retry asks PortOne for the same cancellation.
+    lost, retried = (call.request.headers["idempotency-key"] for call in cancel.calls)
+    assert lost == retried == f'"compensation-{payment_id}-0"'
     row = await order_row(db, order["orderId"])
     assert (row["status"], row["compensation_status"]) == ("REJECTED", "DONE")
     assert row["compensation_lease_until"] is None

@@ -81,6 +81,8 @@ async def test_a_cancellation_portone_fails_stays_owed_counted_and_is_retried_af
     first, second = await attempts(db, order)
     assert "FAILED" in first
     assert "SUCCEEDED" in second
+    failed_key, new_key = (r.headers["idempotency-key"] for r in emulated.calls("POST", "/cancel"))
+    assert failed_key != new_key  # PortOne answered the first: the next is a new intent
 
 
 async def test_a_cancellation_portone_holds_is_never_sent_again_and_settles_from_the_payment(

@@ -14,7 +14,7 @@ import pytest
 import respx
 
 from app.portone import client as portone_client
-from app.portone.client import PortOneClient, new_http_client
+from app.portone.client import PortOneClient, idempotency_header, new_http_client
 from app.portone.errors import (
     PaymentNotFound,
     PortOneApiError,
@@ -25,6 +25,7 @@ from app.portone.models import PaymentStatus
 from tests.portone_payloads import STORE_ID, payment_body
 
 PAYMENT_ID = "pay-client-1"
+KEY = "refund-rfd_01JD0000000000000000000000"
 
 
 @pytest.fixture
@@ -265,7 +266,10 @@ async def test_cancel_sends_store_reason_and_current_cancellable_amount(
     )
 
     cancellation = await client.cancel_payment(
-        PAYMENT_ID, reason="amount mismatch", current_cancellable_amount=10_000
+        PAYMENT_ID,
+        reason="amount mismatch",
+        current_cancellable_amount=10_000,
+        idempotency_key=KEY,
     )
 
     assert sent_json(route) == {
@@ -274,6 +278,7 @@ async def test_cancel_sends_store_reason_and_current_cancellable_amount(
         "currentCancellableAmount": 10_000,
     }
     assert route.calls.last.request.headers["Authorization"] == "PortOne secret"
+    assert route.calls.last.request.headers["Idempotency-Key"] == f'"{KEY}"'
     assert cancellation.status == "SUCCEEDED"
     assert cancellation.total_amount == 10_000
 
@@ -286,7 +291,11 @@ async def test_partial_cancel_sends_the_amount(
     )
 
     await client.cancel_payment(
-        PAYMENT_ID, reason="partial refund", current_cancellable_amount=10_000, amount=3_000
+        PAYMENT_ID,
+        reason="partial refund",
+        current_cancellable_amount=10_000,
+        amount=3_000,
+        idempotency_key=KEY,
     )
 
     assert sent_json(route) == {
@@ -303,7 +312,9 @@ async def test_cancel_is_not_retried_on_server_error(
     route = portone.post(f"/payments/{PAYMENT_ID}/cancel").respond(500)
 
     with pytest.raises(PortOneUnavailable):
-        await client.cancel_payment(PAYMENT_ID, reason="r", current_cancellable_amount=10_000)
+        await client.cancel_payment(
+            PAYMENT_ID, reason="r", current_cancellable_amount=10_000, idempotency_key=KEY
+        )
 
     assert route.call_count == 1
 
@@ -314,9 +325,46 @@ async def test_cancel_is_not_retried_on_timeout(
     route = portone.post(f"/payments/{PAYMENT_ID}/cancel").mock(side_effect=httpx.ReadTimeout)
 
     with pytest.raises(PortOneUnavailable):
-        await client.cancel_payment(PAYMENT_ID, reason="r", current_cancellable_amount=10_000)
+        await client.cancel_payment(
+            PAYMENT_ID, reason="r", current_cancellable_amount=10_000, idempotency_key=KEY
+        )
 
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda client: client.cancel_payment(
+            PAYMENT_ID, reason="r", current_cancellable_amount=10_000, idempotency_key=KEY
+        ),
+        lambda client: client.close_virtual_account(PAYMENT_ID, idempotency_key=KEY),
+        lambda client: client.pre_register(
+            PAYMENT_ID, total_amount=10_000, currency="KRW", idempotency_key=KEY
+        ),
+    ],
+    ids=["cancel", "close", "pre-register"],
+)
+async def test_every_write_carries_its_idempotency_key_and_an_outstanding_one_is_retryable(
+    client: PortOneClient, portone: respx.MockRouter, write: Any
+) -> None:
+    outstanding = {"type": "IDEMPOTENCY_OUTSTANDING_REQUEST", "message": "처리 중"}
+    route = portone.post(url__startswith=f"https://portone.test/payments/{PAYMENT_ID}/").respond(
+        409, json=outstanding
+    )
+
+    with pytest.raises(PortOneUnavailable):
+        await write(client)
+
+    assert route.calls.last.request.headers["Idempotency-Key"] == f'"{KEY}"'
+
+
+@pytest.mark.parametrize(
+    "key", ["short", "x" * 257, 'with "quote" inside-x', "한국어-열여섯-글자-이상의-키"]
+)
+def test_a_key_portone_would_refuse_is_never_sent(key: str) -> None:
+    with pytest.raises(ValueError, match="Idempotency-Key"):
+        idempotency_header(key)
 
 
 async def test_list_payments_sends_options_as_json_in_request_body_parameter(

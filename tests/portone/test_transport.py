@@ -158,12 +158,16 @@ async def test_a_gzipped_answer_is_read(portone: PortOneClient) -> None:
 async def test_writes_send_their_json_body_and_query(
     portone: PortOneClient, fake: FakePortOne
 ) -> None:
-    await portone.pre_register("pay/2", total_amount=1000, currency="KRW")
-    await portone.close_virtual_account("pay-3")
+    await portone.pre_register(
+        "pay/2", total_amount=1000, currency="KRW", idempotency_key="pre-register-pay/2-key"
+    )
+    await portone.close_virtual_account("pay-3", idempotency_key="close-account-pay-3")
 
     register, close = fake.requests
     assert (register.method, register.raw_path) == ("POST", "/payments/pay%2F2/pre-register")
     assert register.headers["content-type"] == "application/json"
+    assert register.headers["idempotency-key"] == '"pre-register-pay/2-key"'
+    assert close.headers["idempotency-key"] == '"close-account-pay-3"'
     assert json.loads(register.body) == {
         "storeId": STORE_ID,
         "totalAmount": 1000,
