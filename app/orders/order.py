@@ -23,6 +23,7 @@ class Order:
     rejection_reason: str | None
     portone_status: str | None
     status_changed_at: datetime | None
+    portone_updated_at: datetime | None
     paid_amount: int | None
     refunded_amount: int
     paid_at: datetime | None

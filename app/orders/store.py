@@ -48,6 +48,7 @@ PAYMENT_STATE = (
     orders.c.rejection_reason,
     orders.c.portone_status,
     orders.c.status_changed_at,
+    orders.c.portone_updated_at,
     orders.c.paid_amount,
     orders.c.refunded_amount,
     orders.c.paid_at,

@@ -42,6 +42,9 @@ orders = Table(
     # As PortOne sends them: PortOne may lengthen what it sends without notice.
     Column("portone_status", Text),
     Column("status_changed_at", DateTime(timezone=True)),
+    # PortOne's `updatedAt` of the snapshot applied: breaks ties of `statusChangedAt` (a
+    # dispute or a partial cancellation changes a payment, not its status).
+    Column("portone_updated_at", DateTime(timezone=True)),
     Column("paid_amount", BigInteger),
     Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
     Column("paid_at", DateTime(timezone=True)),

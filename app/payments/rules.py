@@ -52,6 +52,7 @@ class OrderTerms:
     currency: str
     status: str
     status_changed_at: datetime | None
+    updated_at: datetime | None = None  # PortOne's, of the snapshot applied
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def verify_payment(payment: Payment, order: OrderTerms, policy: Policy) -> Decis
 
 def decide(payment: Payment, order: OrderTerms, policy: Policy) -> Decision:
     """Where the order goes on this snapshot; its status is unchanged unless a rule moves it."""
-    if _is_older(payment.status_changed_at, order.status_changed_at):
+    if _is_older(payment, order):
         return Decision(
             order.status, "older than the snapshot already applied; ignored", stale=True
         )
@@ -100,8 +101,26 @@ def _rejected(reason: Rejection, detail: str) -> Decision:
     return Decision(S.REJECTED, detail, rejection=reason)
 
 
-def _is_older(snapshot_at: datetime | None, applied_at: datetime | None) -> bool:
-    return snapshot_at is not None and applied_at is not None and snapshot_at < applied_at
+def _is_older(payment: Payment, order: OrderTerms) -> bool:
+    """Older than the snapshot applied: by `statusChangedAt`, and at an equal one by
+    `updatedAt` (a dispute or a partial cancellation changes a payment, not its status).
+    A time either side lacks decides nothing."""
+    return _before(
+        (payment.status_changed_at, payment.updated_at),
+        (order.status_changed_at, order.updated_at),
+    )
+
+
+def _before(
+    snapshot: tuple[datetime | None, datetime | None],
+    applied: tuple[datetime | None, datetime | None],
+) -> bool:
+    for ours, theirs in zip(snapshot, applied, strict=True):
+        if ours is None or theirs is None:
+            return False
+        if ours != theirs:
+            return ours < theirs
+    return False
 
 
 def _describe(payment: Payment) -> str:

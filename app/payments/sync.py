@@ -238,6 +238,7 @@ class PaymentSync:
             "status": decision.to_status,
             "portone_status": payment.status,
             "status_changed_at": payment.status_changed_at or order.status_changed_at,
+            "portone_updated_at": payment.updated_at or order.portone_updated_at,
             "refunded_amount": payment.amount.cancelled,
         }
         if payment.disputes or order.disputes:
@@ -266,7 +267,13 @@ def _waiting(observation: Observation) -> bool:
 
 
 def _terms(order: Order) -> OrderTerms:
-    return OrderTerms(order.amount, order.currency, order.status, order.status_changed_at)
+    return OrderTerms(
+        order.amount,
+        order.currency,
+        order.status,
+        order.status_changed_at,
+        order.portone_updated_at,
+    )
 
 
 def _count(observation: Observation) -> None:

@@ -96,6 +96,7 @@ class Payment(PortOneModel):
     amount: PaymentAmount
     currency: Text
     status_changed_at: Instant | None = None
+    updated_at: Instant | None = None
     paid_at: Instant | None = None
     failure: PaymentFailure | None = None
     cancellations: list[PaymentCancellation] = []

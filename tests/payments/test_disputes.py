@@ -10,6 +10,9 @@ import respx
 from pydantic import SecretStr
 
 from app.config import Settings
+from app.payments.sync import Source
+from app.portone.models import Payment
+from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import INTERNAL, create_order, events, make_settings
 
@@ -60,3 +63,35 @@ async def test_a_dispute_opened_and_resolved_is_mirrored_recorded_and_told(
         "1 dispute opened (1 unresolved)",
         "1 dispute resolved (0 unresolved)",
     ]
+
+
+async def test_a_late_read_from_before_a_dispute_undoes_nothing_and_tells_nothing_again(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    emulated = EmulatedPortOne(portone)
+    order = await create_order(client)
+    emulated.pay(order)
+    await emulated.deliver_webhooks(client)
+    before = Payment.model_validate(emulated.emulator.get(order["paymentId"]).body())
+    emulated.dispute(order, "UNRESOLVED", reason="not received")
+    await emulated.deliver_webhooks(client)
+    disputed = Payment.model_validate(emulated.emulator.get(order["paymentId"]).body())
+    assert before.status_changed_at == disputed.status_changed_at  # only updatedAt moved
+
+    late = await services.sync.apply(order["paymentId"], before, Source.RECONCILE)
+    again = await services.sync.apply(order["paymentId"], disputed, Source.RECONCILE)
+
+    assert late.decision.stale
+    assert not again.decision.stale
+    shown = (await client.get(f"/orders/{order['orderId']}", headers=INTERNAL)).json()
+    assert [d["status"] for d in shown["disputes"]] == ["UNRESOLVED"]
+    types = [
+        row["type"]
+        for row in await db.fetch(
+            "SELECT type FROM outbox_events WHERE order_id = $1 ORDER BY seq", order["orderId"]
+        )
+    ]
+    assert types == ["order.paid", "order.dispute_opened"]  # the same snapshot told nothing

@@ -10,7 +10,7 @@ import pytest
 from app.orders.status import OrderStatus
 from app.payments.rules import Decision, OrderTerms, Policy, Rejection, decide, verify_payment
 from app.portone.models import Payment, PaymentStatus
-from tests.portone_payloads import STORE_ID, payment_body
+from tests.portone_payloads import STORE_ID, iso, payment_body
 
 S = OrderStatus
 P = PaymentStatus
@@ -62,8 +62,9 @@ def terms(
     amount: int = 10_000,
     currency: str = "KRW",
     status_changed_at: datetime | None = APPLIED_AT,
+    updated_at: datetime | None = None,
 ) -> OrderTerms:
-    return OrderTerms(amount, currency, status, status_changed_at)
+    return OrderTerms(amount, currency, status, status_changed_at, updated_at)
 
 
 def settled_amounts(portone_status: str) -> dict[str, Any]:
@@ -237,6 +238,26 @@ def test_snapshot_as_new_as_the_one_applied_is_applied() -> None:
 
     assert decision.to_status == S.PAID
     assert not decision.stale
+
+
+@pytest.mark.parametrize(
+    ("updated", "stale"),
+    [(timedelta(seconds=-1), True), (timedelta(0), False), (timedelta(seconds=1), False)],
+    ids=["older", "equal", "newer"],
+)
+def test_at_an_equal_status_change_the_older_update_is_ignored(
+    updated: timedelta, stale: bool
+) -> None:
+    # A dispute changes the payment, not its status: only updatedAt tells the reads apart.
+    applied_update = APPLIED_AT + timedelta(minutes=5)
+    snapshot = payment(
+        status=P.PAID, status_changed_at=APPLIED_AT, updatedAt=iso(applied_update + updated)
+    )
+
+    decision = decide(snapshot, terms(S.PAID, updated_at=applied_update), LIVE_ONLY)
+
+    assert decision.stale == stale
+    assert decision.to_status == S.PAID
 
 
 def test_first_snapshot_applies_when_nothing_was_applied_before() -> None:
