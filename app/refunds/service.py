@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import asyncpg
+
 from app.db import Database
 from app.errors import (
     IdempotencyKeyReused,
@@ -179,11 +181,9 @@ class Refunds:
         """PortOne refused: its balance moved (a console cancellation, a concurrent refund,
         or this refund's own earlier attempt whose answer was lost)."""
         payment = await self._resync(payment_id)
-        if exc.type in BALANCE_MOVED and refund.attempts > 1:
-            earlier = await self._earlier_attempt(refund, payment)
-            if earlier is not None:  # its answer was lost; PortOne holds what it made
-                await self._answered(refund, payment_id, earlier.status, earlier.id)
-                return
+        retried = exc.type in BALANCE_MOVED and refund.attempts > 1
+        if retried and await self._claim_earlier_attempt(refund, payment_id, payment):
+            return
         error = BALANCE_MOVED.get(exc.type, RefundFailed)
         detail = f"PortOne refused the cancellation ({exc.type}); the order was re-read"
         await self._finish(refund, RefundStatus.FAILED, detail, error)
@@ -194,6 +194,23 @@ class Refunds:
             return (await self._sync.sync(payment_id, Source.REFUND)).payment
         except PortOneError:
             return None  # the webhook or the reconciler brings the order up to date
+
+    async def _claim_earlier_attempt(
+        self, refund: Refund, payment_id: str, payment: Payment | None
+    ) -> bool:
+        """Whether the cancellation an earlier attempt made (its answer lost) is now this
+        refund's. The database lets one refund claim a cancellation; a refund that lost the
+        race to another looks once more among those left."""
+        for _ in range(2):
+            earlier = await self._earlier_attempt(refund, payment)
+            if earlier is None:
+                return False
+            try:
+                await self._answered(refund, payment_id, earlier.status, earlier.id)
+            except asyncpg.UniqueViolationError:
+                continue
+            return True
+        return False
 
     async def _earlier_attempt(
         self, refund: Refund, payment: Payment | None

@@ -36,7 +36,9 @@ refunds = Table(
     Column("outcome", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("cancellation_id", Text),  # PortOne's, once it answered
+    # PortOne's, once it answered; a cancellation belongs to one refund at most (a
+    # compensation's is never a refund's: a rejected order takes no refunds).
+    Column("cancellation_id", Text, unique=True),
     Column("settled_at", DateTime(timezone=True)),  # when it became SUCCEEDED or FAILED
     UniqueConstraint("order_id", "idempotency_key"),
 )

@@ -5,6 +5,7 @@ the same cancellation."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,8 @@ import httpx
 import pytest
 import respx
 
+from app.refunds import service, settlement
+from app.sandbox import state
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import INTERNAL, create_order
 from tests.problem_details import assert_problem
@@ -89,3 +92,44 @@ async def test_the_emulator_replays_the_first_answer_to_a_key_and_acts_once(
     assert again.json() == first.json()
     assert other.json()["cancellation"]["id"] != first.json()["cancellation"]["id"]
     assert len(emulated.emulator.get("pay_idem_1").cancellations) == 2
+
+
+async def test_past_portones_window_a_cancellation_is_still_claimed_by_one_refund_only(
+    client: httpx.AsyncClient,
+    emulated: EmulatedPortOne,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback past PortOne's three hours matches amount and reason: two refunds alike
+    could both match one cancellation. Forced here (the second reads the claims before the
+    first's commit), the database lets only one of them have it."""
+    monkeypatch.setattr(state, "IDEMPOTENCY_WINDOW", timedelta(0))  # keys no longer replay
+    order = await create_order(client, amount=10_000)
+    emulated.pay(order)
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    cancel = f"/payments/{order['paymentId']}/cancel"
+    for key in ("K1", "K2"):
+        emulated.answer_lost.add(cancel)
+        assert_problem(await refund(client, order, key), 503, "PORTONE_UNAVAILABLE")
+        await emulated.deliver_webhooks(client)
+        if key == "K1":
+            assert (await refund(client, order, "K1")).status_code == 200
+    first = emulated.emulator.get(order["paymentId"]).cancellations[0]
+    matches = iter([first])  # K2's first look: K1's cancellation, as yet unclaimed to it
+    real_match = settlement.unclaimed_match
+    monkeypatch.setattr(
+        service,
+        "unclaimed_match",
+        lambda *args: next(matches, None) or real_match(*args),
+    )
+
+    retried = await refund(client, order, "K2")
+
+    assert retried.status_code == 200, retried.text
+    rows = await db.fetch(
+        "SELECT idempotency_key, cancellation_id FROM refunds ORDER BY created_at"
+    )
+    made = [c.id for c in emulated.emulator.get(order["paymentId"]).cancellations]
+    assert [(r["idempotency_key"], r["cancellation_id"]) for r in rows] == list(
+        zip(["K1", "K2"], made, strict=True)
+    )
