@@ -111,6 +111,7 @@ class Reconciler:
 
     async def _unsettled_payment_ids(self) -> list[str]:
         async with self._database.connect() as db:
+            await payments_store.ignore_orphan_deliveries(db)
             found = [
                 *await payments_store.waiting_payment_ids(
                     db,

@@ -17,6 +17,7 @@ from app.payments.sync import PaymentSync
 from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import (
+    INTERNAL,
     account_issued,
     age_order,
     create_order,
@@ -363,3 +364,53 @@ async def test_a_virtual_account_expired_long_ago_is_looked_at_hourly_and_never_
 
     assert fetch.call_count - reads == 2
     assert (await order_row(db, order["orderId"]))["status"] == "AWAITING_DEPOSIT"
+
+
+async def test_refunds_portone_holds_are_read_in_turn_when_there_are_more_than_a_pass_takes(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulated = EmulatedPortOne(portone)
+    orders = [await create_order(client) for _ in range(3)]
+    for order in orders:
+        emulated.pay(order)
+        await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+        emulated.next_cancellation(order, "REQUESTED")
+        refunded = await client.post(
+            f"/orders/{order['orderId']}/refund", json={"reason": "held"}, headers=INTERNAL
+        )
+        assert refunded.status_code == 202, refunded.text
+    emulated.requests.clear()
+    monkeypatch.setattr(app_reconcile, "ORDERS_PER_PASS", 1)
+
+    for _ in range(3):
+        await services.reconciler().run_pass()
+
+    reads = [len(emulated.calls("GET", f"/payments/{o['paymentId']}")) for o in orders]
+    assert reads == [1, 1, 1]  # each in turn, none read again before the others
+
+
+async def test_a_failed_webhook_of_a_payment_no_order_has_is_settled_without_asking_portone(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    services: Services,
+) -> None:
+    await db.execute(
+        "INSERT INTO webhook_deliveries (webhook_id, body, type, payment_id, status)"
+        " VALUES ('msg_orphan', '{}', 'Transaction.Paid', 'pay_nobody', 'FAILED')"
+    )
+    read = portone.get("/payments/pay_nobody").respond(500)
+    portone_lists(portone)
+
+    summary = await services.reconciler().run_pass()
+
+    assert summary.ok
+    assert not read.called
+    row = await db.fetchrow(
+        "SELECT status, outcome FROM webhook_deliveries WHERE webhook_id = 'msg_orphan'"
+    )
+    assert row is not None
+    assert (row["status"], row["outcome"]) == ("IGNORED", "no order has this paymentId")

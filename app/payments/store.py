@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    exists,
     func,
     or_,
     select,
@@ -110,12 +111,28 @@ RESOLVE = Query(
         lease_until=None,
     )
 )
+# A failed or abandoned delivery for a payment no order has: nothing to apply, ever, and
+# settled without asking PortOne.
+IGNORE_ORPHANS = Query(
+    update(deliveries)
+    .where(
+        deliveries.c.payment_id.is_not(None),
+        _abandoned,
+        ~exists().where(orders.c.payment_id == deliveries.c.payment_id),
+    )
+    .values(
+        status=WebhookStatus.IGNORED,
+        outcome="no order has this paymentId",
+        processed_at=_now,
+        lease_until=None,
+    )
+)
 # One row per payment, its order's least recently reconciled first: a payment that keeps
 # failing goes to the back of the list after each pass instead of holding its head.
 UNPROCESSED = Query(
     select(deliveries.c.payment_id)
-    .join(orders, orders.c.payment_id == deliveries.c.payment_id, isouter=True)
-    .where(deliveries.c.payment_id.is_not(None), _abandoned)
+    .join(orders, orders.c.payment_id == deliveries.c.payment_id)
+    .where(_abandoned)
     .group_by(deliveries.c.payment_id)
     .order_by(
         func.max(orders.c.reconciled_at).asc().nulls_first(), func.min(deliveries.c.received_at)
@@ -162,6 +179,11 @@ async def finish(
 async def resolve_deliveries(db: asyncpg.Connection, payment_id: str) -> None:
     """A failed webhook whose payment has just been re-fetched has served its purpose."""
     await RESOLVE.run(db, payment_id=payment_id)
+
+
+async def ignore_orphan_deliveries(db: asyncpg.Connection) -> None:
+    """Failed webhooks of payments no order has are settled as ignored."""
+    await IGNORE_ORPHANS.run(db)
 
 
 async def unprocessed_payment_ids(db: asyncpg.Connection, limit: int) -> list[str]:

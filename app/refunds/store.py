@@ -150,9 +150,10 @@ CLAIMED_IDS = Query(
 )
 # Payments with a refund PortOne has not settled, or whose caller vanished: the
 # reconciler's to re-read.
+# One row per payment, the least recently reconciled first, so a backlog larger than a
+# pass is worked through over passes instead of the same payments read each time.
 UNSETTLED_PAYMENTS = Query(
     select(orders.c.payment_id)
-    .distinct()
     .join(refunds, refunds.c.order_id == orders.c.id)
     .where(
         one_of(refunds.c.status, UNSETTLED),
@@ -160,6 +161,8 @@ UNSETTLED_PAYMENTS = Query(
         | (refunds.c.lease_until.is_(None))
         | (refunds.c.lease_until < _now),
     )
+    .group_by(orders.c.payment_id, orders.c.reconciled_at)
+    .order_by(orders.c.reconciled_at.asc().nulls_first(), orders.c.payment_id)
     .limit(bindparam("limit", type_=refunds.c.attempts.type))
 )
 # Refunds whose PortOne call never answered (or whose caller vanished) for long enough.
