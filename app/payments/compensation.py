@@ -6,7 +6,7 @@ lease on the order in its own transaction, calls PortOne with no lock held, and 
 the attempt in the order's history. PortOne answers a cancellation SUCCEEDED (done),
 REQUESTED (held: never sent again while PortOne holds it; the one path settles it from the
 payment's `cancellations` when a webhook or the reconciler brings the payment), or FAILED
-(still owed, tried again with backoff). A fresh snapshot before every attempt, and
+(still owed, tried again at the next pass, then with backoff). A fresh snapshot before every attempt, and
 `currentCancellableAmount`, keep a retry from cancelling twice.
 """
 
@@ -48,8 +48,11 @@ class Attempt:
 
 
 def next_attempt(attempts: int, now: datetime) -> datetime:
-    """A minute after the first failure, doubling up to an hour."""
-    return now + backoff(attempts, FIRST_RETRY, LONGEST_WAIT)
+    """At the very next reconciler pass after the first failure (by the interval or run by
+    hand: an operator expects what is owed done), then a minute, doubling up to an hour."""
+    if attempts <= 1:
+        return now
+    return now + backoff(attempts - 1, FIRST_RETRY, LONGEST_WAIT)
 
 
 class Compensator:

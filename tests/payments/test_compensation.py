@@ -176,13 +176,7 @@ async def test_cancel_that_timed_out_stays_owed_and_the_reconciler_finishes_it(
     assert "failed" in attempt["detail"]
 
     portone_lists(portone)
-    summary = await services.reconciler().run_pass()
-
-    assert summary.compensated == 0  # not before its backoff
-    assert cancel.call_count == 1
-
-    await after_backoff(db, order["orderId"])
-    summary = await services.reconciler().run_pass()
+    summary = await services.reconciler().run_pass()  # the very next pass tries again
 
     assert summary.compensated == 1
     assert cancel.call_count == 2

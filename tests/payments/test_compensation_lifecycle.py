@@ -53,7 +53,7 @@ async def attempts(db: asyncpg.Connection, order: dict[str, Any]) -> list[str]:
     ]
 
 
-async def test_a_cancellation_portone_fails_stays_owed_counted_and_is_retried_after_backoff(
+async def test_a_cancellation_portone_fails_stays_owed_counted_and_is_retried_then_backs_off(
     client: httpx.AsyncClient,
     emulated: EmulatedPortOne,
     services: Services,
@@ -69,20 +69,24 @@ async def test_a_cancellation_portone_fails_stays_owed_counted_and_is_retried_af
     assert row["compensation_next_attempt_at"] is not None
     assert await owed_gauge(client) == 1
     assert cancellations(emulated, order) == ["FAILED"]
+    emulated.next_cancellation(order, "FAILED")
+    await services.reconciler().run_pass()  # the very next pass tries again …
+    assert cancellations(emulated, order) == ["FAILED", "FAILED"]
     await services.reconciler().run_pass()
-    assert cancellations(emulated, order) == ["FAILED"]  # not before its backoff
+    assert cancellations(emulated, order) == ["FAILED", "FAILED"]  # … then not before backoff
 
     await after_backoff(db, order["orderId"])
     await services.reconciler().run_pass()
 
-    assert cancellations(emulated, order) == ["FAILED", "SUCCEEDED"]
+    assert cancellations(emulated, order) == ["FAILED", "FAILED", "SUCCEEDED"]
     assert (await order_row(db, order["orderId"]))["compensation_status"] == "DONE"
     assert await owed_gauge(client) == 0
-    first, second = await attempts(db, order)
+    first, second, third = await attempts(db, order)
     assert "FAILED" in first
-    assert "SUCCEEDED" in second
-    failed_key, new_key = (r.headers["idempotency-key"] for r in emulated.calls("POST", "/cancel"))
-    assert failed_key != new_key  # PortOne answered the first: the next is a new intent
+    assert "FAILED" in second
+    assert "SUCCEEDED" in third
+    keys = [r.headers["idempotency-key"] for r in emulated.calls("POST", "/cancel")]
+    assert len(set(keys)) == 3  # PortOne answered each: every next one is a new intent
 
 
 async def test_a_cancellation_portone_holds_is_never_sent_again_and_settles_from_the_payment(
