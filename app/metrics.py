@@ -70,6 +70,13 @@ reconciler_repairs = Counter(
     "Orders whose status a reconciler pass changed: what the browser and webhooks missed.",
     registry=REGISTRY,
 )
+reconciler_reads = Counter(
+    "reconciler_portone_reads_total",
+    "PortOne reads the reconciler made, by what: payment (one order's payment re-read), "
+    "page (a page of PortOne's changed payments). What the reconciler costs PortOne's quota.",
+    ["what"],
+    registry=REGISTRY,
+)
 refunds_failed = Counter(
     "refunds_failed_total",
     "Refunds that ended FAILED: PortOne refused them, or settled their cancellation FAILED.",

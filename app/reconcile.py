@@ -3,9 +3,9 @@
 One pass, run by one replica at a time (a Postgres advisory lock), with bounded work so a
 backlog spreads over passes and nothing is skipped:
 
-1. re-fetch the orders still open (PENDING between a minute and a week old, and every
-   AWAITING_DEPOSIT: one whose virtual account expired over a day ago once an hour),
-   those seen least recently first; and the payments with a failed webhook, a
+1. re-fetch the orders still open that are due a look (PENDING between a minute and a
+   week old, and AWAITING_DEPOSIT; looked at 1, 2, 4 … minutes old, then hourly), those
+   seen least recently first; and the payments with a failed webhook, a
    compensation PortOne holds REQUESTED, or a refund PortOne has not settled (each list
    at most ORDERS_PER_PASS long);
 2. read PortOne's list of payments whose status changed since the last pass (console
@@ -43,8 +43,8 @@ LOCK_KEY = 0x706F72746F6E65  # "portone"
 CONCURRENCY = 8
 PENDING_MIN_AGE = timedelta(minutes=1)
 PENDING_MAX_AGE = timedelta(days=7)
-LONG_EXPIRED = timedelta(days=1)  # a virtual account expired this long ago …
-LONG_EXPIRED_EVERY = timedelta(hours=1)  # … is looked at this often
+FIRST_WAIT = timedelta(minutes=1)  # an open order is looked at 1, 2, 4 … minutes old,
+LONGEST_WAIT = timedelta(hours=1)  # then hourly: an abandoned cart costs tens of reads a day
 ORDERS_PER_PASS = 1_000
 FIRST_LOOKBACK = timedelta(days=1)
 CHANGES_OVERLAP = timedelta(minutes=5)  # PortOne's clock and ours may disagree a little
@@ -117,8 +117,8 @@ class Reconciler:
                     db,
                     pending_min_age=PENDING_MIN_AGE,
                     pending_max_age=PENDING_MAX_AGE,
-                    long_expired=LONG_EXPIRED,
-                    long_expired_every=LONG_EXPIRED_EVERY,
+                    first_wait=FIRST_WAIT,
+                    longest_wait=LONGEST_WAIT,
                     limit=ORDERS_PER_PASS,
                 ),
                 *await payments_store.unprocessed_payment_ids(db, ORDERS_PER_PASS),
@@ -138,6 +138,7 @@ class Reconciler:
                 summary.checked += 1
                 looked_at.append(payment_id)
                 try:
+                    metrics.reconciler_reads.labels("payment").inc()
                     try:
                         observation = await self._sync.sync(payment_id, Source.RECONCILE)
                         summary.changed += observation.changed
@@ -176,6 +177,7 @@ class Reconciler:
             if self._stopping.is_set():
                 return
             try:
+                metrics.reconciler_reads.labels("page").inc()
                 page = await self._portone.list_payments(_changes_query(self._store_id, checkpoint))
             except Exception as exc:
                 _failed(summary, exc, "reading PortOne's changed payments failed")

@@ -1,6 +1,7 @@
 """The reconciler repairs what the browser and the webhooks missed."""
 
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,9 +11,11 @@ import httpx
 import pytest
 import respx
 
+from app import metrics
 from app import reconcile as app_reconcile
 from app.__main__ import reconcile
 from app.config import Settings
+from app.payments import store as payments_store
 from app.payments.sync import PaymentSync
 from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
@@ -384,12 +387,21 @@ async def test_refunds_portone_holds_are_read_in_turn_when_there_are_more_than_a
         assert refunded.status_code == 202, refunded.text
     emulated.requests.clear()
     monkeypatch.setattr(app_reconcile, "ORDERS_PER_PASS", 1)
+    counted = reconciler_reads()
 
     for _ in range(3):
         await services.reconciler().run_pass()
 
     reads = [len(emulated.calls("GET", f"/payments/{o['paymentId']}")) for o in orders]
     assert reads == [1, 1, 1]  # each in turn, none read again before the others
+    assert reconciler_reads() - counted == 3  # the metric counts what PortOne received
+
+
+def reconciler_reads() -> float:
+    sample = metrics.REGISTRY.get_sample_value(
+        "reconciler_portone_reads_total", {"what": "payment"}
+    )
+    return sample or 0.0
 
 
 async def test_a_failed_webhook_of_a_payment_no_order_has_is_settled_without_asking_portone(
@@ -414,3 +426,40 @@ async def test_a_failed_webhook_of_a_payment_no_order_has_is_settled_without_ask
     )
     assert row is not None
     assert (row["status"], row["outcome"]) == ("IGNORED", "no order has this paymentId")
+
+
+@pytest.mark.slow
+async def test_an_abandoned_cart_costs_portone_tens_of_reads_a_day_not_one_a_minute(
+    client: httpx.AsyncClient, db: asyncpg.Connection, services: Services
+) -> None:
+    """A week of passes a minute apart, simulated by moving the order's clock back: the
+    reconciler's own list decides when the order is due another read."""
+    order = await create_order(client)
+    reads: list[int] = []  # the minutes of the order's life at which it was read
+    for minute in range(7 * 24 * 60 + 1):
+        last = reads[-1] if reads else None
+        await db.execute(
+            "UPDATE orders SET created_at = now() - make_interval(mins => $2),"
+            " reconciled_at = now() - make_interval(mins => $3) WHERE id = $1",
+            order["orderId"],
+            minute,
+            None if last is None else minute - last,
+        )
+        if await waiting_now(db, order["paymentId"]):
+            reads.append(minute)
+
+    assert reads[:7] == [1, 2, 4, 8, 16, 32, 64]  # doubling …
+    assert all(b - a == 60 for a, b in itertools.pairwise(reads[6:]))  # … then hourly
+    assert len(reads) == 7 + (7 * 24 * 60 - 64) // 60 == 173  # against 10,080 a pass each
+
+
+async def waiting_now(db: asyncpg.Connection, payment_id: str) -> bool:
+    due = await payments_store.waiting_payment_ids(
+        db,
+        pending_min_age=app_reconcile.PENDING_MIN_AGE,
+        pending_max_age=app_reconcile.PENDING_MAX_AGE,
+        first_wait=app_reconcile.FIRST_WAIT,
+        longest_wait=app_reconcile.LONGEST_WAIT,
+        limit=10,
+    )
+    return payment_id in due

@@ -6,8 +6,9 @@ lease on the order in its own transaction, calls PortOne with no lock held, and 
 the attempt in the order's history. PortOne answers a cancellation SUCCEEDED (done),
 REQUESTED (held: never sent again while PortOne holds it; the one path settles it from the
 payment's `cancellations` when a webhook or the reconciler brings the payment), or FAILED
-(still owed, tried again at the next pass, then with backoff). A fresh snapshot before every attempt, and
-`currentCancellableAmount`, keep a retry from cancelling twice.
+(still owed, tried again at the next pass, then with backoff). A fresh snapshot before
+every attempt, its Idempotency-Key and `currentCancellableAmount` keep a retry from
+cancelling twice.
 """
 
 from __future__ import annotations

@@ -228,12 +228,14 @@ async def save_checkpoint(db: asyncpg.Connection, name: str, **position: Any) ->
 # -- the reconciler's view --------------------------------------------------------------
 
 _now = func.now()
-_recently_expired = or_(
-    orders.c.va_expires_at.is_(None),
-    orders.c.va_expires_at > _now - bindparam("long_expired", type_=Interval),
-    orders.c.reconciled_at.is_(None),
-    orders.c.reconciled_at < _now - bindparam("long_expired_every", type_=Interval),
+# Spaced looks: the wait since the last look is the order's age at that look, so looks
+# come about 1, 2, 4, 8 … minutes after its creation, at most `longest_wait` apart.
+_last_look = orders.c.reconciled_at
+_wait = func.least(
+    func.greatest(_last_look - orders.c.created_at, bindparam("first_wait", type_=Interval)),
+    bindparam("longest_wait", type_=Interval),
 )
+_due = or_(_last_look.is_(None), _last_look <= _now - _wait)
 WAITING_ORDERS = Query(
     select(orders.c.payment_id)
     .where(
@@ -243,8 +245,9 @@ WAITING_ORDERS = Query(
                 orders.c.created_at < _now - bindparam("pending_min_age", type_=Interval),
                 orders.c.created_at > _now - bindparam("pending_max_age", type_=Interval),
             ),
-            and_(orders.c.status == OrderStatus.AWAITING_DEPOSIT, _recently_expired),
-        )
+            orders.c.status == OrderStatus.AWAITING_DEPOSIT,
+        ),
+        _due,
     )
     .order_by(orders.c.reconciled_at.asc().nulls_first(), orders.c.created_at)
     .limit(bindparam("limit", type_=Integer))
@@ -266,19 +269,19 @@ async def waiting_payment_ids(
     *,
     pending_min_age: timedelta,
     pending_max_age: timedelta,
-    long_expired: timedelta,
-    long_expired_every: timedelta,
+    first_wait: timedelta,
+    longest_wait: timedelta,
     limit: int,
 ) -> list[str]:
-    """Orders the reconciler re-reads, least recently looked at first: PENDING within the
-    age window, and AWAITING_DEPOSIT (one whose virtual account expired `long_expired`
-    ago only every `long_expired_every`)."""
+    """Orders due for another look, least recently looked at first: PENDING within the age
+    window, and AWAITING_DEPOSIT (whose deposit comes by webhook), each at growing waits
+    (`first_wait`, doubling with the order's age) up to `longest_wait` apart."""
     rows = await WAITING_ORDERS.rows(
         db,
         pending_min_age=pending_min_age,
         pending_max_age=pending_max_age,
-        long_expired=long_expired,
-        long_expired_every=long_expired_every,
+        first_wait=first_wait,
+        longest_wait=longest_wait,
         limit=limit,
     )
     return [row["payment_id"] for row in rows]
