@@ -89,6 +89,13 @@ compensations_owed = Gauge(
     multiprocess_mode="mostrecent",  # read from the database at each scrape, by any worker
     registry=REGISTRY,
 )
+order_events_held = Gauge(
+    "order_events_held_orders",
+    "Orders whose later events wait behind a failed one (POST /order-events/redeliver "
+    "sends them again, in order).",
+    multiprocess_mode="mostrecent",
+    registry=REGISTRY,
+)
 oldest_unprocessed_webhook_age = Gauge(
     "oldest_unprocessed_webhook_age_seconds",
     "Age of the oldest stored webhook not yet processed (0 when none).",

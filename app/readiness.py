@@ -11,6 +11,7 @@ from app import metrics
 from app.db import Database, database_unavailable, sqlstate_of
 from app.errors import DatabaseUnavailable
 from app.orders import store as orders_store
+from app.outbox import store as outbox_store
 from app.payments import store as payments_store
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,13 @@ class Readiness:
             async with self._database.connect() as db:
                 owed = await orders_store.count_owed_compensations(db)
                 oldest = await payments_store.oldest_unprocessed_age(db)
+                held = await outbox_store.count_held_orders(db)
         except Exception as exc:
             logger.warning("stuck-work gauges not refreshed: %s", _unready(exc).detail)
             return
         metrics.compensations_owed.set(owed)
         metrics.oldest_unprocessed_webhook_age.set(oldest)
+        metrics.order_events_held.set(held)
 
 
 def _unready(exc: Exception) -> DatabaseUnavailable:

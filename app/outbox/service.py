@@ -20,6 +20,11 @@ class OutboxEvents:
         async with self._database.connect() as db:
             return await store.of_order(db, order_id)
 
+    async def redeliver_failed(self, order_id: str | None) -> int:
+        """Every failed event (of `order_id`, or of all) due now, each order's in order."""
+        async with self._database.connect() as db:
+            return await store.redeliver_failed(db, order_id)
+
     async def redeliver(self, event_id: str) -> OutboxEvent:
         """Due now, whatever its state; the delivery worker sends it on its next pass."""
         async with self._database.connect() as db:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Integer, String, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Integer, String, and_, bindparam, exists, func, insert, or_, select, update
 
 from app.db import Query
 from app.outbox.event import EventStatus, OutboxEvent
@@ -68,6 +68,31 @@ OF_ORDER = Query(
     .where(outbox_events.c.order_id == bindparam("order_id", type_=String))
     .order_by(outbox_events.c.seq)
 )
+# Every failed event (of one order, or of all) due now; the delivery worker then sends
+# each order's in order, its earliest first.
+REDELIVER_FAILED = Query(
+    update(outbox_events)
+    .where(
+        outbox_events.c.state == EventStatus.FAILED,
+        or_(
+            bindparam("order_id", type_=String).is_(None),
+            outbox_events.c.order_id == bindparam("order_id", type_=String),
+        ),
+    )
+    .values(state=EventStatus.PENDING, next_attempt_at=func.now())
+)
+_later = outbox_events.alias("later")
+# Orders with a failed event that holds a later one back.
+HELD_ORDERS = Query(
+    select(func.count(func.distinct(outbox_events.c.order_id))).where(
+        outbox_events.c.state == EventStatus.FAILED,
+        exists().where(
+            _later.c.order_id == outbox_events.c.order_id,
+            _later.c.seq > outbox_events.c.seq,
+            _later.c.state != EventStatus.DELIVERED,
+        ),
+    )
+)
 REDELIVER = Query(
     update(outbox_events)
     .where(_by_id)
@@ -112,6 +137,16 @@ async def by_state(db: asyncpg.Connection, state: EventStatus, limit: int) -> li
 
 async def of_order(db: asyncpg.Connection, order_id: str) -> list[OutboxEvent]:
     return [OutboxEvent.of(r) for r in await OF_ORDER.rows(db, order_id=order_id)]
+
+
+async def redeliver_failed(db: asyncpg.Connection, order_id: str | None) -> int:
+    """How many failed events are due again now."""
+    status = await REDELIVER_FAILED.run(db, order_id=order_id)
+    return int(status.split()[-1])
+
+
+async def count_held_orders(db: asyncpg.Connection) -> int:
+    return int(await HELD_ORDERS.value(db) or 0)
 
 
 async def redeliver(db: asyncpg.Connection, event_id: str) -> OutboxEvent | None:

@@ -271,3 +271,56 @@ async def test_order_event_endpoints_need_the_internal_token(
     response = await client.request(method, path, headers=headers)
 
     assert_problem(response, 401, "UNAUTHORIZED")
+
+
+async def test_after_the_retries_gave_up_a_bulk_redelivery_sends_each_orders_events_in_order(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    services: Services,
+    http: httpx.AsyncClient,
+    receiver: Receiver,
+    db: asyncpg.Connection,
+) -> None:
+    first, second = await create_order(client), await create_order(client)
+    await pay(client, portone, first, minute=1)
+    await pay(client, portone, second, minute=2)
+    receiver.answer(503, 503)
+    await delivery_of(services, http).deliver_due()
+    # A day of failures later the delivery gave up on both; the first order changed again.
+    await db.execute("UPDATE outbox_events SET next_attempt_at = NULL")
+    await db.execute(
+        "INSERT INTO outbox_events (id, order_id, type, payload, state)"
+        " SELECT 'evt_later', order_id, 'order.refunded', payload, 'pending'"
+        " FROM outbox_events WHERE order_id = $1",
+        first["orderId"],
+    )
+    assert (await delivery_of(services, http).deliver_due()).delivered == 0  # held back
+    assert await held_orders(client) == 1
+
+    one = await client.post(
+        "/order-events/redeliver", json={"orderId": first["orderId"]}, headers=INTERNAL
+    )
+    for _ in range(2):
+        await delivery_of(services, http).deliver_due()
+
+    assert (one.status_code, one.json()) == (202, {"redelivered": 1})
+    paid_first = await db.fetchval(
+        "SELECT id FROM outbox_events WHERE order_id = $1 AND type = 'order.paid'",
+        first["orderId"],
+    )
+    sent = [r.webhook_id for r in receiver.received if r.ok]
+    assert sent == [paid_first, "evt_later"]  # the first order's, in order
+    assert await held_orders(client) == 0
+    assert [e["orderId"] for e in await listed(client, "failed")] == [second["orderId"]]
+
+    every = await client.post("/order-events/redeliver", headers=INTERNAL)
+    await delivery_of(services, http).deliver_due()
+
+    assert every.json() == {"redelivered": 1}
+    assert await listed(client, "failed") == []
+
+
+async def held_orders(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    [line] = [line for line in text.splitlines() if line.startswith("order_events_held_orders ")]
+    return float(line.split()[1])
