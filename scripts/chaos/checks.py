@@ -44,6 +44,8 @@ CHECKS = (
     "refunds per Idempotency-Key beyond one",
     "refunds recorded that PortOne never made",
     "refunds not ending with the status PortOne holds",
+    "cancellations claimed twice",
+    "refunds recorded unlike what PortOne gave back",
     "order events not delivered",
     "order events out of order or unknown",
     "outbox events not one per change",
@@ -146,6 +148,7 @@ async def check(
         found, tables.orders, payments, transitions, outbox_by_order, failed_refunds
     )
     _check_refunds(found, payments, tables.refunds, chaos.tally.keyed_reasons)
+    _check_claims(found, payments, tables.orders, tables.refunds)
     first_seen, redelivered = _check_order_events(found, tables.outbox, outbox_by_order, receiver)
     _check_callers_and_logs(found, chaos.tally, logs)
 
@@ -286,6 +289,45 @@ def _check_refunds(
         if at_portone is not None and at_portone != refund["status"]:
             found["refunds not ending with the status PortOne holds"].append(
                 f"{refund['id']} ({refund['reason']}): {refund['status']}, PortOne {at_portone}"
+            )
+
+
+def _check_claims(
+    found: Found, payments: Payments, orders: list[asyncpg.Record], refunds: list[asyncpg.Record]
+) -> None:
+    """A PortOne cancellation is one refund's or one compensation's, never two; and where
+    every refund of an order is settled, what they say was refunded is what PortOne gave
+    back for them."""
+    claims = Counter(r["cancellation_id"] for r in refunds if r["cancellation_id"])
+    claims.update(
+        o["compensation_cancellation_id"] for o in orders if o["compensation_cancellation_id"]
+    )
+    for cancellation_id, count in claims.items():
+        if count > 1:
+            found["cancellations claimed twice"].append(f"{cancellation_id}: {count} claims")
+    by_order: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for refund in refunds:
+        by_order[refund["order_id"]].append(refund)
+    for order in orders:
+        mine = by_order.get(order["id"], [])
+        payment = payments.get(order["payment_id"])
+        if (
+            not mine
+            or payment is None
+            or any(r["status"] not in ("SUCCEEDED", "FAILED") for r in mine)
+        ):
+            continue
+        recorded = sum(r["amount"] for r in mine if r["status"] == "SUCCEEDED")
+        given = sum(
+            w["amount"]
+            for w in payment["apiWrites"]
+            if w["kind"] == "cancel"
+            and w["status"] == "SUCCEEDED"
+            and not w["reason"].startswith(COMPENSATION_REASON)
+        )
+        if recorded != given:
+            found["refunds recorded unlike what PortOne gave back"].append(
+                f"{order['id']}: {recorded} recorded SUCCEEDED, PortOne gave back {given}"
             )
 
 
