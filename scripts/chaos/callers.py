@@ -257,7 +257,8 @@ class Chaos:
                 await asyncio.sleep(rng.uniform(0.0, 1.5))
                 await self.refund(rng, plan, None, key=f"after-console-{tag}", copies=2)
             return
-        kind = rng.choice(["full-key", "partial-key", "partials", "full-twice", "two-keys"])
+        kinds = ["full-key", "partial-key", "partials", "full-twice", "two-keys", "two-alike"]
+        kind = rng.choice(kinds)
         if kind == "full-key":
             await self.refund(rng, plan, None, key=f"full-{tag}", copies=rng.choice([2, 3]))
         elif kind == "partial-key":
@@ -268,11 +269,18 @@ class Chaos:
             await asyncio.gather(*(self.refund(rng, plan, part, key=None) for _ in range(3)))
         elif kind == "full-twice":
             await self.refund(rng, plan, None, key=None, repeat=2)
-        else:
+        elif kind == "two-keys":
             part = max(1, left // 2)
             await asyncio.gather(
                 self.refund(rng, plan, part, key=f"a-{tag}", copies=2),
                 self.refund(rng, plan, part, key=f"b-{tag}", copies=2),
+            )
+        else:  # two refunds alike in amount and reason, their answers lost and retried at once
+            part = max(1, left // 3)
+            alike = f"A:{tag}"
+            await asyncio.gather(
+                self.refund(rng, plan, part, key=f"x-{tag}", copies=2, reason=alike),
+                self.refund(rng, plan, part, key=f"y-{tag}", copies=2, reason=alike),
             )
 
     async def refund(
@@ -284,12 +292,14 @@ class Chaos:
         key: str | None,
         copies: int = 1,
         repeat: int = 1,
+        reason: str | None = None,
     ) -> None:
-        """One refund intent: `copies` at once (same key), retried like a careful client."""
-        if key is not None:
+        """One refund intent: `copies` at once (same key), retried like a careful client.
+        A `reason` shared with another intent makes the two alike to PortOne."""
+        if reason is None and key is not None:
             reason = f"K:{key}"
             self.tally.keyed_reasons.add(reason)
-        else:
+        elif reason is None:
             reason = f"N:{plan.index}:{secrets.token_hex(3)}"
         body: dict[str, Any] = {"reason": reason}
         if amount is not None:
