@@ -101,7 +101,7 @@ class Reconciler:
                 metrics.reconciler_passes.labels("skipped").inc()
                 return PassSummary(skipped=True)
             summary = PassSummary()
-            await self._refetch(await self._unsettled_payment_ids(), summary)
+            await self._refetch(await self._payments_to_reread(), summary)
             await self._read_changes(summary)
             await self._compensate(summary)
         metrics.reconciler_passes.labels("ok" if summary.ok else "failed").inc()
@@ -109,7 +109,7 @@ class Reconciler:
         logger.info("reconciler pass: %s", summary)
         return summary
 
-    async def _unsettled_payment_ids(self) -> list[str]:
+    async def _payments_to_reread(self) -> list[str]:
         async with self._database.connect() as db:
             await payments_store.ignore_orphan_deliveries(db)
             found = [
