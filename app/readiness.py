@@ -31,6 +31,8 @@ class Readiness:
             async with self._database.engine.connect() as connection:
                 revision = await connection.run_sync(_current_revision)
         except Exception as exc:
+            # The driver's own words name hosts and addresses: the log has them, not the answer.
+            logger.warning("database check failed: %s", exc)
             raise _unready(exc) from exc
         expected = self._migration_head
         if expected is not None and revision is None:
@@ -65,7 +67,7 @@ class Readiness:
                 oldest = await payments_store.oldest_unprocessed_age(db)
                 held = await outbox_store.count_held_orders(db)
         except Exception as exc:
-            logger.warning("stuck-work gauges not refreshed: %s", _unready(exc).detail)
+            logger.warning("stuck-work gauges not refreshed: %s", exc)
             return
         metrics.compensations_owed.set(owed)
         metrics.oldest_unprocessed_webhook_age.set(oldest)
@@ -79,8 +81,6 @@ def _unready(exc: Exception) -> DatabaseUnavailable:
             "the database refused our credentials: check DATABASE_URL",
             reason="credentials refused",
         )
-    # The driver's own words name hosts and addresses: they go to the log, not the answer.
-    logger.warning("database unavailable: %s", exc)
     what = "did not answer" if database_unavailable(exc) else f"failed ({type(exc).__name__})"
     return DatabaseUnavailable(f"the database {what}", reason="unreachable")
 

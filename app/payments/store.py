@@ -96,6 +96,13 @@ FINISH = Query(
         lease_until=None,
     )
 )
+
+
+def _ended(status: WebhookStatus, outcome: str) -> dict[str, Any]:
+    """A delivery the reconciler closes: its status and why, now, with no lease."""
+    return {"status": status, "outcome": outcome, "processed_at": _now, "lease_until": None}
+
+
 # A failed or abandoned delivery whose payment the reconciler has just re-read.
 RESOLVE = Query(
     update(deliveries)
@@ -104,12 +111,7 @@ RESOLVE = Query(
         one_of(deliveries.c.status, [WebhookStatus.FAILED, WebhookStatus.PROCESSING]),
         or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < _now),
     )
-    .values(
-        status=WebhookStatus.PROCESSED,
-        outcome="applied by the reconciler",
-        processed_at=_now,
-        lease_until=None,
-    )
+    .values(_ended(WebhookStatus.PROCESSED, "applied by the reconciler"))
 )
 # A failed or abandoned delivery for a payment no order has: nothing to apply, ever, and
 # settled without asking PortOne.
@@ -120,12 +122,7 @@ IGNORE_ORPHANS = Query(
         _abandoned,
         ~exists().where(orders.c.payment_id == deliveries.c.payment_id),
     )
-    .values(
-        status=WebhookStatus.IGNORED,
-        outcome="no order has this paymentId",
-        processed_at=_now,
-        lease_until=None,
-    )
+    .values(_ended(WebhookStatus.IGNORED, "no order has this paymentId"))
 )
 # One row per payment, its order's least recently reconciled first: a payment that keeps
 # failing goes to the back of the list after each pass instead of holding its head.
