@@ -7,8 +7,6 @@ that one into a 400, and anything else would become a 5xx that PortOne retries f
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import random
 import string
 from collections.abc import Mapping
@@ -19,7 +17,7 @@ from starlette.datastructures import Headers
 
 from app.portone.webhooks import InvalidPayload, parse_event
 from app.standard_webhooks import InvalidSignature, decode_secret, sign, verify
-from tests.helpers import WEBHOOK_SECRET
+from tests.helpers import WEBHOOK_SECRET, sign_literal
 
 KEY = decode_secret(WEBHOOK_SECRET)
 OTHER_SECRET = "whsec_" + base64.b64encode(b"another-webhook-secret-0002").decode()
@@ -46,12 +44,6 @@ def signed_headers(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(key, webhook_id, timestamp, body),
     }
-
-
-def sign_literal(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
-    """A v1 signature over the timestamp exactly as written (sign() only takes an int)."""
-    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
-    return "v1," + base64.b64encode(digest.digest()).decode()
 
 
 def check(

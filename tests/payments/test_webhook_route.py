@@ -8,8 +8,6 @@ stored as IGNORED and reaches PortOne never either.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -23,8 +21,9 @@ import respx
 from fastapi import FastAPI
 from starlette.types import Message, Scope
 
-from app.standard_webhooks import decode_secret, sign
-from tests.helpers import WEBHOOK_SECRET, create_order, portone_returns
+from app import standard_webhooks
+from app.standard_webhooks import decode_secret
+from tests.helpers import WEBHOOK_SECRET, create_order, portone_returns, sign_literal
 from tests.portone_payloads import STORE_ID, iso
 from tests.problem_details import assert_problem
 
@@ -68,19 +67,7 @@ def signed(
     timestamp: int | None = None,
     key: bytes = KEY,
 ) -> dict[str, str]:
-    at = int(time.time()) if timestamp is None else timestamp
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(at),
-        "webhook-signature": sign(key, webhook_id, at, body),
-    }
-
-
-def sign_literal(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
-    """A v1 signature over the timestamp exactly as written."""
-    digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
-    return "v1," + base64.b64encode(digest.digest()).decode()
+    return standard_webhooks.headers(key, webhook_id, body, at=timestamp)
 
 
 async def deliver(
@@ -423,36 +410,28 @@ async def _assert_ignored(
     return row
 
 
-async def test_an_unknown_event_type_is_ignored(
-    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("Settlement.Done", {"settlementId": "settle-1"}),
+        ("BillingKey.Issued", {"billingKey": "billing-key-1"}),
+    ],
+    ids=["unknown event type", "billing key event"],
+)
+async def test_an_event_of_a_type_not_handled_is_ignored(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    db: asyncpg.Connection,
+    kind: str,
+    data: dict[str, str],
 ) -> None:
     body = json.dumps(
-        {
-            "type": "Settlement.Done",
-            "timestamp": iso_now(),
-            "data": {"storeId": STORE_ID, "settlementId": "settle-1"},
-        }
+        {"type": kind, "timestamp": iso_now(), "data": {"storeId": STORE_ID, **data}}
     ).encode()
 
     row = await _assert_ignored(client, portone, db, body)
 
-    assert row["type"] == "Settlement.Done"
-
-
-async def test_a_billing_key_event_is_ignored(
-    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
-) -> None:
-    body = json.dumps(
-        {
-            "type": "BillingKey.Issued",
-            "timestamp": iso_now(),
-            "data": {"storeId": STORE_ID, "billingKey": "billing-key-1"},
-        }
-    ).encode()
-
-    row = await _assert_ignored(client, portone, db, body)
-
-    assert row["type"] == "BillingKey.Issued"
+    assert row["type"] == kind
 
 
 async def test_a_payment_of_another_store_is_ignored_even_for_a_known_payment_id(
