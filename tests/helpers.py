@@ -60,6 +60,13 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**(values | overrides))
 
 
+def make_sandbox_settings(database_url: str, **overrides: Any) -> Settings:
+    """The service in sandbox mode: PortOne is its own in-process emulator."""
+    return make_settings(
+        database_url, portone_mode="sandbox", portone_api_base_url=None, **overrides
+    )
+
+
 @contextmanager
 def mocked_portone() -> Iterator[respx.MockRouter]:
     """PortOne, mocked on the production client itself: respx takes over the transport of

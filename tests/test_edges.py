@@ -25,6 +25,7 @@ from tests.helpers import (
     TOKEN,
     complete,
     create_order,
+    make_sandbox_settings,
     make_settings,
     portone_returns,
     signed_webhook,
@@ -260,12 +261,7 @@ async def test_a_webhook_with_as_many_signatures_as_allowed_is_accepted(
 
 @pytest.fixture
 def sandbox_settings(database_url: str) -> Settings:
-    return make_settings(
-        database_url,
-        portone_mode="sandbox",
-        portone_api_base_url=None,
-        public_base_url="https://shop.example",
-    )
+    return make_sandbox_settings(database_url, public_base_url="https://shop.example")
 
 
 async def test_the_sandbox_demo_builds_its_return_url_from_public_base_url_not_the_host(

@@ -7,10 +7,9 @@ import httpx
 import pytest
 import respx
 
-from tests.helpers import TOKEN
+from tests.helpers import INTERNAL
 from tests.problem_details import assert_problem, assert_validation_failed
 
-INTERNAL = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"Content-Type": "application/json"}
 ORDER = {"orderName": "Waffle trainer 2", "amount": 10_000}
 # A refusal must not reflect the input back; 64 KiB is far above any honest problem body.

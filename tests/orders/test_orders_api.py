@@ -9,11 +9,10 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import PAYMENT_RESULT, TOKEN
+from tests.helpers import INTERNAL, PAYMENT_RESULT, TOKEN
 from tests.portone_payloads import STORE_ID
 from tests.problem_details import assert_problem, assert_validation_failed
 
-INTERNAL = {"Authorization": f"Bearer {TOKEN}"}
 ORDER = {"orderName": "Waffle trainer 2", "amount": 10_000, "currency": "KRW"}
 CUSTOMER = {
     "id": "customer-7",
