@@ -10,6 +10,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -108,6 +109,24 @@ def account_issued(portone: respx.MockRouter, payment_id: str, **payment: Any) -
     return portone_returns(
         portone, payment_id, status="VIRTUAL_ACCOUNT_ISSUED", virtual_account=True, **payment
     )
+
+
+async def awaiting_deposit(
+    client: httpx.AsyncClient,
+    portone: respx.MockRouter,
+    order: dict[str, Any],
+    *,
+    issued_at: datetime,
+) -> respx.Route:
+    """The order's virtual account issued by PortOne at `issued_at`, and the customer back
+    from the payment window: the order awaits the deposit. Returns the route of the
+    payment's reads, for the test to answer otherwise next."""
+    route = account_issued(portone, order["paymentId"], status_changed_at=issued_at)
+    response = await complete(client, order["paymentId"])
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "AWAITING_DEPOSIT"
+    assert response.json()["virtualAccount"]["accountNumber"] == "56211234567890"
+    return route
 
 
 async def order_row(db: asyncpg.Connection, order_id: str) -> asyncpg.Record:

@@ -21,8 +21,8 @@ from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
 from tests.helpers import (
     INTERNAL,
-    account_issued,
     age_order,
+    awaiting_deposit,
     create_order,
     order_row,
     portone_lists,
@@ -80,13 +80,8 @@ async def test_missed_deposit_is_repaired(
     services: Services,
 ) -> None:
     order = await create_order(client)
-    issued = datetime.now(UTC) - timedelta(hours=2)
-    route = account_issued(
-        portone,
-        order["paymentId"],
-        status_changed_at=issued,
-    )
-    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    issued_at = datetime.now(UTC) - timedelta(hours=2)
+    route = await awaiting_deposit(client, portone, order, issued_at=issued_at)
     assert (await order_row(db, order["orderId"]))["status"] == "AWAITING_DEPOSIT"
     route.respond(200, json=payment_body(order["paymentId"], virtual_account=True))
     portone_lists(portone)
@@ -345,12 +340,7 @@ async def test_a_virtual_account_expired_long_ago_is_looked_at_hourly_and_never_
 ) -> None:
     order = await create_order(client)
     expired = datetime.now(UTC) - timedelta(days=3)
-    fetch = account_issued(
-        portone,
-        order["paymentId"],
-        status_changed_at=expired - timedelta(days=3),
-    )
-    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    fetch = await awaiting_deposit(client, portone, order, issued_at=expired - timedelta(days=3))
     await db.execute(
         "UPDATE orders SET va_expires_at = $2 WHERE id = $1", order["orderId"], expired
     )

@@ -16,7 +16,7 @@ from app.payments.sync import Source
 from app.portone.models import Payment
 from app.wiring import Services
 from tests.helpers import (
-    account_issued,
+    awaiting_deposit,
     complete,
     events,
     order_row,
@@ -172,12 +172,7 @@ async def test_older_paid_snapshot_seen_by_completion_after_newer_cancellation_i
     order: dict[str, Any],
 ) -> None:
     issued_at = datetime.now(UTC) - timedelta(minutes=10)
-    route = account_issued(
-        portone,
-        order["paymentId"],
-        status_changed_at=issued_at,
-    )
-    await complete(client, order["paymentId"])
+    route = await awaiting_deposit(client, portone, order, issued_at=issued_at)
     # A lagging replica of PortOne answers with a snapshot older than the one applied.
     route.respond(
         200,

@@ -10,7 +10,7 @@ import respx
 from app.standard_webhooks import decode_secret, sign
 from tests.helpers import (
     WEBHOOK_SECRET,
-    account_issued,
+    awaiting_deposit,
     create_order,
     order_row,
     portone_returns,
@@ -117,15 +117,7 @@ async def test_virtual_account_deposit_arrives_by_webhook(
 ) -> None:
     order = await create_order(client)
     issued_at = datetime.now(UTC) - timedelta(hours=3)
-    route = account_issued(
-        portone,
-        order["paymentId"],
-        status_changed_at=issued_at,
-    )
-    completed = await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
-    assert completed.status_code == 200
-    assert completed.json()["status"] == "AWAITING_DEPOSIT"
-    assert completed.json()["virtualAccount"]["accountNumber"] == "56211234567890"
+    route = await awaiting_deposit(client, portone, order, issued_at=issued_at)
 
     route.respond(200, json=payment_body(order["paymentId"], status="PAID", virtual_account=True))
     response = await post_webhook(client, order["paymentId"])
