@@ -19,6 +19,7 @@ LIVE = {
     "PORTONE_WEBHOOK_SECRETS": f"{SECRET_ONE}, {SECRET_TWO}",
     "INTERNAL_API_TOKEN": "internal-api-token-0451-of-32-characters",
 }
+EVENTS_URL = "https://shop.example/order-events"
 LIVE_EVENTS_SECRET = "whsec_b3JkZXItZXZlbnRzLTA0NTEtMjQtYnl0ZXM="
 SECRETS = [
     "portone-api-secret-0451",
@@ -84,18 +85,23 @@ def test_live_mode_treats_an_empty_variable_as_missing(environment: pytest.Monke
         load_settings()
 
 
-def test_serve_without_configuration_exits_with_the_missing_variables_on_stderr(
-    tmp_path: Path,
-) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
-        env={"PATH": os.environ["PATH"]},
-        cwd=tmp_path,
+def serve(folder: Path, env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app serve`, in `folder` and with `env` only, for a start that fails."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", "serve", *arguments],
+        env=env,
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_serve_without_configuration_exits_with_the_missing_variables_on_stderr(
+    tmp_path: Path,
+) -> None:
+    result = serve(tmp_path, {"PATH": os.environ["PATH"]})
 
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
@@ -212,11 +218,7 @@ def test_cors_origins_are_split_on_commas(environment: pytest.MonkeyPatch) -> No
 
 
 def test_settings_never_show_secrets(environment: pytest.MonkeyPatch) -> None:
-    live(
-        environment,
-        ORDER_EVENTS_URL="https://shop.example/order-events",
-        ORDER_EVENTS_SECRET=LIVE_EVENTS_SECRET,
-    )
+    live(environment, ORDER_EVENTS_URL=EVENTS_URL, ORDER_EVENTS_SECRET=LIVE_EVENTS_SECRET)
 
     settings = load_settings()
 
@@ -235,7 +237,7 @@ def test_settings_never_show_the_database_password(environment: pytest.MonkeyPat
 
 
 def test_configuration_error_never_shows_secrets(environment: pytest.MonkeyPatch) -> None:
-    live(environment, ORDER_EVENTS_URL="https://shop.example/order-events")
+    live(environment, ORDER_EVENTS_URL=EVENTS_URL)
 
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
@@ -247,7 +249,7 @@ def test_configuration_error_never_shows_secrets(environment: pytest.MonkeyPatch
 def test_order_events_url_without_secret_refuses_to_start(
     environment: pytest.MonkeyPatch,
 ) -> None:
-    live(environment, ORDER_EVENTS_URL="https://shop.example/order-events")
+    live(environment, ORDER_EVENTS_URL=EVENTS_URL)
 
     with pytest.raises(ConfigurationError, match="ORDER_EVENTS_SECRET") as raised:
         load_settings()
@@ -256,20 +258,16 @@ def test_order_events_url_without_secret_refuses_to_start(
 
 
 def test_order_events_url_with_secret_loads(environment: pytest.MonkeyPatch) -> None:
-    live(
-        environment,
-        ORDER_EVENTS_URL="https://shop.example/order-events",
-        ORDER_EVENTS_SECRET=LIVE_EVENTS_SECRET,
-    )
+    live(environment, ORDER_EVENTS_URL=EVENTS_URL, ORDER_EVENTS_SECRET=LIVE_EVENTS_SECRET)
 
     settings = load_settings()
 
-    assert str(settings.order_events_url) == "https://shop.example/order-events"
+    assert str(settings.order_events_url) == EVENTS_URL
 
 
 def test_sandbox_never_sends_unsigned_order_events(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("PORTONE_MODE", "sandbox")
-    environment.setenv("ORDER_EVENTS_URL", "https://shop.example/order-events")
+    environment.setenv("ORDER_EVENTS_URL", EVENTS_URL)
 
     outcome = load_or_refusal()
 
@@ -292,7 +290,7 @@ def test_sandbox_never_sends_unsigned_order_events(environment: pytest.MonkeyPat
 def test_live_mode_refuses_a_weak_secret_naming_only_its_variable(
     environment: pytest.MonkeyPatch, variable: str, weak: str
 ) -> None:
-    live(environment, ORDER_EVENTS_URL="https://shop.example/order-events")
+    live(environment, ORDER_EVENTS_URL=EVENTS_URL)
     environment.setenv("ORDER_EVENTS_SECRET", LIVE_EVENTS_SECRET)
     environment.setenv(variable, weak)
 
@@ -348,15 +346,7 @@ def test_serve_in_sandbox_mode_with_a_portone_url_refuses_to_start(tmp_path: Pat
         "PORTONE_API_BASE_URL": "https://api.portone.io",
         "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--port", "9"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = serve(tmp_path, env, "--port", "9")
 
     assert result.returncode == 2
     assert result.stderr.startswith("PORTONE_API_BASE_URL: sandbox mode talks only to its own")

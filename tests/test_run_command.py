@@ -52,13 +52,32 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def _new_user(**environment: str) -> dict[str, str]:
+    """A new user's environment: a PATH and a HOME, nothing else of this test run's."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **environment}
+
+
+def _run_to_its_end(
+    copy: Path, *arguments: str, **environment: str
+) -> subprocess.CompletedProcess[str]:
+    """`python3 scripts/run.py ARGUMENTS` as a new user types it, for a run that ends."""
+    return subprocess.run(
+        [sys.executable, "scripts/run.py", *arguments],
+        cwd=copy,
+        env=_new_user(**environment),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _run(copy: Path, port: int, **environment: str) -> subprocess.Popen[str]:
     """`python3 scripts/run.py --port PORT` as a new user types it, once /readyz says 200."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **environment}
     process = subprocess.Popen(
         [sys.executable, "scripts/run.py", "--port", str(port)],
         cwd=copy,
-        env=env,
+        env=_new_user(**environment),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -130,16 +149,7 @@ def test_run_command_on_a_busy_port_says_so_and_starts_nothing(fresh_copy: Path)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
-        run = subprocess.run(
-            [sys.executable, "scripts/run.py", "--port", str(port)],
-            cwd=fresh_copy,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        run = _run_to_its_end(fresh_copy, "--port", str(port))
 
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"port {port} is in use" in run.stdout
@@ -148,17 +158,9 @@ def test_run_command_on_a_busy_port_says_so_and_starts_nothing(fresh_copy: Path)
 
 
 def test_run_command_help_tells_the_port_it_would_use(fresh_copy: Path) -> None:
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PORT": "8123"}
-    run = subprocess.run(
-        [sys.executable, "scripts/run.py", "--help"],
-        cwd=fresh_copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    run = _run_to_its_end(fresh_copy, "--help", PORT="8123")
 
+    assert run.returncode == 0, run.stderr
     assert "default: 8123" in run.stdout
 
 
