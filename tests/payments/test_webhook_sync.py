@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -132,6 +133,28 @@ async def test_virtual_account_deposit_arrives_by_webhook(
     ]
 
 
+WEBHOOK_TYPES = {
+    "PAID": "Transaction.Paid",
+    "PARTIAL_CANCELLED": "Transaction.PartialCancelled",
+    "CANCELLED": "Transaction.Cancelled",
+}
+
+
+async def portone_moves(
+    client: httpx.AsyncClient,
+    route: respx.Route,
+    payment_id: str,
+    status: str,
+    at: datetime,
+    **payment: Any,
+) -> None:
+    """PortOne's payment moves to `status` at `at`, and PortOne's webhook says so."""
+    route.respond(
+        200, json=payment_body(payment_id, status=status, status_changed_at=at, **payment)
+    )
+    await post_webhook(client, payment_id, kind=WEBHOOK_TYPES[status])
+
+
 async def test_partial_then_full_cancellation_by_webhook(
     client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
 ) -> None:
@@ -140,29 +163,13 @@ async def test_partial_then_full_cancellation_by_webhook(
     route = portone_returns(portone, order["paymentId"], status_changed_at=start)
     await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
 
-    route.respond(
-        200,
-        json=payment_body(
-            order["paymentId"],
-            status="PARTIAL_CANCELLED",
-            cancelled=3_000,
-            status_changed_at=start + timedelta(minutes=1),
-        ),
-    )
-    await post_webhook(client, order["paymentId"], kind="Transaction.PartialCancelled")
+    at = start + timedelta(minutes=1)
+    await portone_moves(client, route, order["paymentId"], "PARTIAL_CANCELLED", at, cancelled=3_000)
     row = await order_row(db, order["orderId"])
     assert (row["status"], row["refunded_amount"]) == ("PARTIALLY_REFUNDED", 3_000)
 
-    route.respond(
-        200,
-        json=payment_body(
-            order["paymentId"],
-            status="CANCELLED",
-            cancelled=10_000,
-            status_changed_at=start + timedelta(minutes=2),
-        ),
-    )
-    await post_webhook(client, order["paymentId"], kind="Transaction.Cancelled")
+    at = start + timedelta(minutes=2)
+    await portone_moves(client, route, order["paymentId"], "CANCELLED", at, cancelled=10_000)
     row = await order_row(db, order["orderId"])
     assert (row["status"], row["refunded_amount"]) == ("REFUNDED", 10_000)
 
@@ -177,21 +184,12 @@ async def test_out_of_order_webhooks_resolve_by_status_changed_at(
     )
     portone_returns(portone, order["paymentId"], status_changed_at=start)
     await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
-    route.respond(
-        200,
-        json=payment_body(
-            order["paymentId"],
-            status="CANCELLED",
-            cancelled=10_000,
-            status_changed_at=start + timedelta(minutes=5),
-        ),
-    )
-    await post_webhook(client, order["paymentId"], kind="Transaction.Cancelled")
+    at = start + timedelta(minutes=5)
+    await portone_moves(client, route, order["paymentId"], "CANCELLED", at, cancelled=10_000)
     assert (await order_row(db, order["orderId"]))["status"] == "REFUNDED"
 
     # A late, older snapshot (a PAID from before the cancellation) changes nothing.
-    route.respond(200, json=payment_body(order["paymentId"], status_changed_at=start))
-    await post_webhook(client, order["paymentId"], kind="Transaction.Paid")
+    await portone_moves(client, route, order["paymentId"], "PAID", start)
 
     assert (await order_row(db, order["orderId"]))["status"] == "REFUNDED"
 
