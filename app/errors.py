@@ -7,6 +7,9 @@
     ├── EventNotFound                 404 EVENT_NOT_FOUND
     ├── PaymentNotPaid                409 PAYMENT_NOT_PAID        (portoneStatus, failureReason)
     ├── PaymentRejected               409 PAYMENT_REJECTED        (reason)
+    ├── PaymentNotConfirmed           409 PAYMENT_NOT_CONFIRMED   (reason: PortOne's error type)
+    ├── OrderClosed                   409 ORDER_CLOSED            (cancelled or expired)
+    ├── OrderNotCancellable           409 ORDER_NOT_CANCELLABLE   (it took money)
     ├── OrderNotRefundable            409 ORDER_NOT_REFUNDABLE
     ├── RefundExceedsBalance          422 REFUND_EXCEEDS_BALANCE
     ├── IdempotencyKeyReused          409 IDEMPOTENCY_KEY_REUSED
@@ -70,6 +73,21 @@ class PaymentRejected(ServiceError):
 
     def __init__(self, detail: str, *, reason: str) -> None:
         super().__init__(detail, reason=reason)
+
+
+class PaymentNotConfirmed(ServiceError):
+    status, code, title = 409, "PAYMENT_NOT_CONFIRMED", "PortOne refused to confirm the payment"
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail, reason=reason)
+
+
+class OrderClosed(ServiceError):
+    status, code, title = 409, "ORDER_CLOSED", "Order takes no payment"
+
+
+class OrderNotCancellable(ServiceError):
+    status, code, title = 409, "ORDER_NOT_CANCELLABLE", "Order took money: refund it instead"
 
 
 class OrderNotRefundable(ServiceError):

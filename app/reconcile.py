@@ -3,14 +3,16 @@
 One pass, run by one replica at a time (a Postgres advisory lock), with bounded work so a
 backlog spreads over passes and nothing is skipped:
 
-1. re-fetch the orders still open that are due a look (PENDING between a minute and a
+1. close the orders past their expiry (and look at each once more: a payment made just
+   before it is given back, as one made after it would be);
+2. re-fetch the orders still open that are due a look (PENDING between a minute and a
    week old, and AWAITING_DEPOSIT; looked at 1, 2, 4 … minutes old, then hourly), those
    seen least recently first; and the payments with a failed webhook, a
    compensation PortOne holds REQUESTED, or a refund PortOne has not settled (each list
    at most ORDERS_PER_PASS long);
-2. read PortOne's list of payments whose status changed since the last pass (console
+3. read PortOne's list of payments whose status changed since the last pass (console
    cancellations), page by page from where the last pass stopped;
-3. retry the compensations owed and due (at most ORDERS_PER_PASS).
+4. retry the compensations owed and due (at most ORDERS_PER_PASS).
 
 Everything is applied through `PaymentSync`, like the endpoints do.
 """
@@ -27,6 +29,7 @@ from typing import Any
 from app import logs, metrics
 from app.background import advisory_lock
 from app.db import Database, database_unavailable
+from app.errors import OrderNotCancellable
 from app.orders import store as orders_store
 from app.payments import store as payments_store
 from app.payments.compensation import Compensator
@@ -59,6 +62,7 @@ class PassSummary:
     changed: int = 0
     failed: int = 0
     compensated: int = 0
+    closed: int = 0  # orders closed at their expiry
     skipped: bool = False  # another replica was running a pass
 
     @property
@@ -101,13 +105,35 @@ class Reconciler:
                 metrics.reconciler_passes.labels("skipped").inc()
                 return PassSummary(skipped=True)
             summary = PassSummary()
-            await self._refetch(await self._payments_to_reread(), summary)
+            expired = await self._close_expired(summary)
+            to_reread = [*expired, *await self._payments_to_reread()]
+            await self._refetch(list(dict.fromkeys(to_reread)), summary)
             await self._read_changes(summary)
             await self._compensate(summary)
         metrics.reconciler_passes.labels("ok" if summary.ok else "failed").inc()
         metrics.reconciler_repairs.inc(summary.changed)
         logger.info("reconciler pass: %s", summary)
         return summary
+
+    async def _close_expired(self, summary: PassSummary) -> list[str]:
+        """Close the open orders past their expiry; their paymentIds, to be looked at."""
+        async with self._database.connect() as db:
+            order_ids = await payments_store.expired_order_ids(db, ORDERS_PER_PASS)
+        closed = []
+        for order_id in order_ids:
+            if self._stopping.is_set():
+                break
+            try:
+                with logs.bound(order_id=order_id):
+                    order = await self._sync.close(order_id, Source.RECONCILE, "expired")
+            except OrderNotCancellable:
+                continue  # it took money a moment before: no longer open
+            except Exception as exc:
+                _failed(summary, exc, "closing expired order %s failed", order_id)
+                continue
+            summary.closed += 1
+            closed.append(order.payment_id)
+        return closed
 
     async def _payments_to_reread(self) -> list[str]:
         async with self._database.connect() as db:
@@ -125,7 +151,7 @@ class Reconciler:
                 *await orders_store.held_compensation_payment_ids(db, ORDERS_PER_PASS),
                 *await refunds_store.unsettled_payment_ids(db, ORDERS_PER_PASS),
             ]
-        return list(dict.fromkeys(found))
+        return found
 
     async def _refetch(self, payment_ids: Iterable[str], summary: PassSummary) -> None:
         limit = asyncio.Semaphore(CONCURRENCY)

@@ -23,6 +23,7 @@ from app.outbox.service import OutboxEvents
 from app.outbox.writer import Outbox
 from app.payments.compensation import Compensator
 from app.payments.complete import Completion
+from app.payments.confirmation import Confirmation
 from app.payments.inbox import WebhookInbox
 from app.payments.return_door import ReturnDoor
 from app.payments.rules import Policy
@@ -106,7 +107,8 @@ async def open_services(
             on_applied=settlement.settle,
             outbox=outbox,
         )
-        completion = Completion(sync)
+        confirmation = Confirmation(portone, accept_test_payments=settings.accept_test_payments)
+        completion = Completion(sync, confirmation)
         yield Services(
             settings=settings,
             database=database,
@@ -114,7 +116,7 @@ async def open_services(
             sync=sync,
             compensator=compensator,
             orders=Orders(
-                database, pre_register=portone if settings.portone_pre_register else None
+                database, sync, pre_register=portone if settings.portone_pre_register else None
             ),
             completion=completion,
             return_door=ReturnDoor(completion),

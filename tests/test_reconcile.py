@@ -290,7 +290,14 @@ async def test_reconcile_command_prints_a_summary_and_fails_when_the_pass_fails(
 
     assert exit_code == 1
     printed = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert printed == {"checked": 0, "changed": 0, "failed": 1, "compensated": 0, "skipped": False}
+    assert printed == {
+        "checked": 0,
+        "changed": 0,
+        "failed": 1,
+        "compensated": 0,
+        "closed": 0,
+        "skipped": False,
+    }
 
 
 async def test_a_backlog_larger_than_a_pass_is_read_over_passes_without_a_gap(

@@ -34,6 +34,7 @@ class Order:
     customer: dict[str, Any] | None
     metadata: dict[str, Any]
     return_url: str | None
+    expires_at: datetime | None
     idempotency_key: str | None
     request_hash: str | None
     disputes: list[dict[str, Any]]

@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from app.deps import IdempotencyKey, Internal, OrdersDep, SettingsDep
-from app.errors import IdempotencyKeyReused, OrderNotFound, PayloadTooLarge, Unauthorized
+from app.errors import (
+    IdempotencyKeyReused,
+    OrderNotCancellable,
+    OrderNotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from app.orders.cursor import decode_cursor, encode_cursor
 from app.orders.schemas import HistoryEntryOut, OrderCreate, OrderHistory, OrderOut, OrderPage
 from app.orders.status import OrderStatus
@@ -77,6 +83,19 @@ async def list_orders(
 @router.get("/orders/{order_id}", responses=problem_responses(Unauthorized, OrderNotFound, 503))
 async def get_order(order_id: OrderId, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
     return OrderOut.present(await orders.get(order_id), settings)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    responses=problem_responses(Unauthorized, OrderNotFound, OrderNotCancellable, 503),
+)
+async def cancel_order(order_id: OrderId, orders: OrdersDep, settings: SettingsDep) -> OrderOut:
+    """Close an order that has taken no money (sold out, abandoned, replaced): PENDING or
+    AWAITING_DEPOSIT become CANCELLED, and an issued virtual account is closed at PortOne.
+    An order already CANCELLED is answered as it is. From then on the order confirms
+    nothing, and a payment that still arrives for it is rejected (`ORDER_CLOSED`) and
+    given back."""
+    return OrderOut.present(await orders.cancel(order_id), settings)
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictInt, WithJsonSchema, field_validator
@@ -15,9 +15,10 @@ from app.orders.order import Order
 from app.portone.currencies import CURRENCIES
 from app.schemas import INTEGRAL, ApiModel, StrictApiModel
 from app.text import MAX_DEPTH, Text, storable_json
-from app.times import Instant
+from app.times import Instant, UtcDatetime, utc_now
 
 MAX_METADATA_BYTES = 16_384
+LONGEST_HOLD = timedelta(days=7)
 
 RETURN_URL = (
     r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:[0-9]{1,5})?"
@@ -62,6 +63,26 @@ ReturnUrl = Annotated[
 ]
 
 
+def _expiry(value: datetime) -> datetime:
+    now = utc_now()
+    if value <= now:
+        raise ValueError("must be in the future")
+    if value > now + LONGEST_HOLD:
+        raise ValueError(f"must be at most {LONGEST_HOLD.days} days ahead")
+    return value
+
+
+ExpiresAt = Annotated[
+    UtcDatetime,
+    AfterValidator(_expiry),
+    Field(
+        description="When the order stops taking payment (a held seat, a limited stock):"
+        f" RFC 3339 with an offset, in the future and at most {LONGEST_HOLD.days} days ahead."
+        " A payment that arrives later is refused, or given back if PortOne took it.",
+    ),
+]
+
+
 class Customer(StrictApiModel):
     id: Text200 | None = None
     name: Text200 | None = None
@@ -82,6 +103,7 @@ class OrderCreate(StrictApiModel):
         ),
     ] = {}
     return_url: ReturnUrl | None = None
+    expires_at: ExpiresAt | None = None
 
     @field_validator("metadata")
     @classmethod
@@ -193,6 +215,7 @@ class OrderOut(PaymentResult):
     customer: dict[str, Any] | None
     metadata: dict[str, Any]
     return_url: str | None
+    expires_at: datetime | None
     refunds: list[RefundOut]
     disputes: list[DisputeOut]
     checkout: Checkout
@@ -210,6 +233,7 @@ class OrderOut(PaymentResult):
             customer=order.customer,
             metadata=order.metadata,
             return_url=order.return_url,
+            expires_at=order.expires_at,
             refunds=[RefundOut.model_validate(refund) for refund in order.refunds],
             disputes=[DisputeOut.model_validate(dispute) for dispute in order.disputes],
             checkout=Checkout.model_construct(

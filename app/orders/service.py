@@ -14,15 +14,23 @@ from app.ids import new_id
 from app.orders import store
 from app.orders.order import Order
 from app.orders.schemas import OrderCreate
+from app.payments.sync import PaymentSync, Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneApiError, PortOneUnavailable
 
 
 class Orders:
-    def __init__(self, database: Database, *, pre_register: PortOneClient | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        sync: PaymentSync,
+        *,
+        pre_register: PortOneClient | None = None,
+    ) -> None:
         """`pre_register`: PortOne learns each new order's amount first, so it refuses a
         tampered one itself (PORTONE_PRE_REGISTER)."""
         self._database = database
+        self._sync = sync
         self._pre_register = pre_register
 
     async def create(self, data: OrderCreate, *, idempotency_key: str | None) -> tuple[Order, bool]:
@@ -60,6 +68,7 @@ class Orders:
                 customer=customer,
                 metadata=data.metadata,
                 return_url=data.return_url,
+                expires_at=data.expires_at,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
             )
@@ -77,6 +86,10 @@ class Orders:
         if order is None:
             raise OrderNotFound(f"no order {order_id}")
         return order
+
+    async def cancel(self, order_id: str) -> Order:
+        """The shop closes an order that has taken no money (`PaymentSync.close`)."""
+        return await self._sync.close(order_id, Source.CANCEL, "cancelled by the shop")
 
     async def history(self, order_id: str) -> list[asyncpg.Record]:
         async with self._database.connect() as db:

@@ -18,6 +18,10 @@ class OrderStatus(StrEnum):
 WAITING = frozenset({OrderStatus.PENDING, OrderStatus.AWAITING_DEPOSIT})
 """The order waits for its money: the only statuses a PortOne read can settle."""
 
+WITHOUT_MONEY = WAITING | {OrderStatus.CANCELLED}
+"""The order holds no money: a payment PortOne took for it is verified, and given back
+when the order no longer takes money (closed)."""
+
 
 class CompensationStatus(StrEnum):
     """Undoing a rejected payment at PortOne: owed until PortOne shows it done."""

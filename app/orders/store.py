@@ -361,7 +361,10 @@ async def claim_compensation(
     if row is None:
         return None
     return ClaimedCompensation(
-        row["payment_id"], row["rejection_reason"] or "UNKNOWN", row["compensation_attempts"]
+        # Owed without a rejection: the order was closed with a virtual account issued.
+        row["payment_id"],
+        row["rejection_reason"] or "ORDER_CLOSED",
+        row["compensation_attempts"],
     )
 
 

@@ -56,6 +56,8 @@ orders = Table(
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     # Where the redirect flow lands the customer (`GET /payments/return`).
     Column("return_url", Text),
+    # When the order stops taking payment (the shop's hold on stock or a seat).
+    Column("expires_at", DateTime(timezone=True)),
     Column("idempotency_key", String(255), unique=True),
     Column("request_hash", String(64)),
     # Mirrors PortOne's `disputes` of the payment, as the API shows them.
@@ -82,6 +84,13 @@ orders = Table(
     CheckConstraint("refunded_amount >= 0", name="refunded_amount_non_negative"),
     Index("ix_orders_status_created_at", "status", "created_at"),
     Index("ix_orders_updated_at_id", "updated_at", "id"),
+    # The reconciler's look for open orders past their expiry.
+    Index(
+        "ix_orders_status_expires_at",
+        "status",
+        "expires_at",
+        postgresql_where=text("expires_at IS NOT NULL"),
+    ),
 )
 
 order_history = Table(

@@ -3,35 +3,57 @@ whether it did."""
 
 from __future__ import annotations
 
-from app.errors import OrderNotFound, PaymentNotPaid, PaymentRejected
+from app.errors import OrderClosed, OrderNotFound, PaymentNotPaid, PaymentRejected
 from app.orders.order import Order
 from app.orders.status import OrderStatus
-from app.payments.sync import Observation, PaymentSync, Source
+from app.payments.confirmation import Confirmation
+from app.payments.sync import Observation, PaymentSync, Source, is_closed
 from app.portone.errors import PaymentNotFound
 from app.portone.models import PaymentStatus
 
 
 class Completion:
-    def __init__(self, sync: PaymentSync) -> None:
+    def __init__(self, sync: PaymentSync, confirmation: Confirmation) -> None:
         self._sync = sync
+        self._confirmation = confirmation
 
-    async def complete(self, payment_id: str) -> Order:
+    async def complete(
+        self, payment_id: str, *, payment_token: str | None = None, tx_id: str | None = None
+    ) -> Order:
         """The order when it ends PAID or AWAITING_DEPOSIT; otherwise the problem that says why."""
-        order, observation = await self.verify(payment_id)
+        order, observation = await self.verify(payment_id, payment_token=payment_token, tx_id=tx_id)
         if observation is None:
             return _outcome(order, order.portone_status, None, None)
         return _outcome_of(observation)
 
-    async def verify(self, payment_id: str) -> tuple[Order, Observation | None]:
-        """The order after verifying its payment (and what PortOne showed, unless the order
-        was settled already). Raises OrderNotFound, PaymentNotPaid when PortOne has no
-        such payment, and PortOne's own errors."""
+    async def verify(
+        self, payment_id: str, *, payment_token: str | None = None, tx_id: str | None = None
+    ) -> tuple[Order, Observation | None]:
+        """The order after verifying its payment, confirmed first when the browser brought
+        a `payment_token` (and what PortOne showed, unless the order was answered as it
+        stands). Raises OrderNotFound, OrderClosed, PaymentNotPaid when PortOne has no
+        such payment, PaymentNotConfirmed, and PortOne's own errors."""
         try:
-            return await self._sync.look(payment_id, Source.COMPLETE, waiting_only=True)
+            if payment_token is None:
+                return await self._sync.look(payment_id, Source.COMPLETE, public=True)
+            return await self._confirmed(payment_id, payment_token, tx_id)
         except PaymentNotFound:
             raise PaymentNotPaid(
                 "PortOne has no payment with this id", portone_status=None, failure_reason=None
             ) from None
+
+    async def _confirmed(
+        self, payment_id: str, payment_token: str, tx_id: str | None
+    ) -> tuple[Order, Observation | None]:
+        order = await self.order_of(payment_id)
+        if is_closed(order):
+            raise OrderClosed("the order was cancelled or has expired: nothing was confirmed")
+        if order.status != OrderStatus.PENDING:
+            return order, None
+        await self._confirmation.confirm(order, payment_token, tx_id)
+        # Afresh: a read from before the confirmation must not answer for it.
+        observation = await self._sync.sync(payment_id, Source.COMPLETE, seen=order, fresh=True)
+        return observation.order, observation
 
     async def order_of(self, payment_id: str) -> Order:
         """The order as it stands (no PortOne call, so an unknown paymentId costs nothing)."""

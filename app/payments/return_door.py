@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from app.errors import OrderNotFound, PaymentNotPaid
+from app.errors import OrderClosed, OrderNotFound, PaymentNotConfirmed, PaymentNotPaid
 from app.orders.order import Order
 from app.orders.status import OrderStatus
 from app.payments.complete import Completion
@@ -46,9 +46,16 @@ class ReturnDoor:
     def __init__(self, completion: Completion) -> None:
         self._completion = completion
 
-    async def land(self, payment_id: str, *, code: str | None) -> Landing:
+    async def land(
+        self,
+        payment_id: str,
+        *,
+        code: str | None,
+        payment_token: str | None = None,
+        tx_id: str | None = None,
+    ) -> Landing:
         try:
-            order, payment = await self._verified(payment_id)
+            order, payment = await self._verified(payment_id, payment_token, tx_id)
         except OrderNotFound:
             return Landing(404, page=_page("Payment not found", "No order has this payment."))
         facts = {"orderId": order.id, "paymentId": order.payment_id, "status": order.status}
@@ -62,14 +69,19 @@ class ReturnDoor:
             return Landing(200, page=_page(_headline(facts["status"]), _facts(facts)))
         return Landing(303, location=_with_query(order.return_url, facts))
 
-    async def _verified(self, payment_id: str) -> tuple[Order, Payment | None]:
-        """The order once its payment is verified, and the payment as PortOne showed it; the
-        order as it stands when PortOne has no such payment or cannot be asked now (the
-        shop's page shows PENDING, and the webhook or the reconciler settles it)."""
+    async def _verified(
+        self, payment_id: str, payment_token: str | None, tx_id: str | None
+    ) -> tuple[Order, Payment | None]:
+        """The order once its payment is verified (confirmed first, with a token), and the
+        payment as PortOne showed it; the order as it stands when PortOne has no such
+        payment, refused to confirm it, the order is closed, or PortOne cannot be asked now
+        (the shop's page shows the status, and the webhook or the reconciler settles it)."""
         try:
-            order, observation = await self._completion.verify(payment_id)
+            order, observation = await self._completion.verify(
+                payment_id, payment_token=payment_token, tx_id=tx_id
+            )
             return order, observation.payment if observation else None
-        except PaymentNotPaid:
+        except (PaymentNotPaid, PaymentNotConfirmed, OrderClosed):
             pass
         except PortOneError as exc:
             logger.warning("verifying %s on its return failed: %s", payment_id, exc)

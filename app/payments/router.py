@@ -11,8 +11,10 @@ from pydantic import Field
 from app.deps import CompletionDep, InboxDep, ReturnDoorDep
 from app.errors import (
     DatabaseUnavailable,
+    OrderClosed,
     OrderNotFound,
     PayloadTooLarge,
+    PaymentNotConfirmed,
     PaymentNotPaid,
     PaymentRejected,
     WebhookPayloadInvalid,
@@ -27,24 +29,46 @@ from app.text import Text
 
 router = APIRouter(tags=["payments"])
 
+PaymentToken = Annotated[
+    Text,
+    Field(
+        min_length=1,
+        max_length=2000,
+        description="What `requestPayment` resolved with on a channel with manual"
+        " confirmation: the payment is then confirmed at PortOne on the order's terms.",
+    ),
+]
+
 
 class CompleteRequest(ApiModel):
     """What the browser sends after `PortOne.requestPayment()` resolved without `code`."""
 
     payment_id: Annotated[Text, Field(min_length=1, max_length=200)]
     tx_id: Annotated[Text, Field(max_length=200)] | None = None
+    payment_token: PaymentToken | None = None
 
 
 @router.post(
     "/payments/complete",
     responses=problem_responses(
-        OrderNotFound, PaymentNotPaid, PaymentRejected, PayloadTooLarge, 502, 503
+        OrderNotFound,
+        PaymentNotPaid,
+        PaymentRejected,
+        PaymentNotConfirmed,
+        OrderClosed,
+        PayloadTooLarge,
+        502,
+        503,
     ),
 )
 async def complete(body: CompleteRequest, completion: CompletionDep) -> PaymentResult:
-    """The payment's outcome once PortOne was asked: 200 when the order ends PAID or
-    AWAITING_DEPOSIT, else the problem that says why."""
-    return PaymentResult.of(await completion.complete(body.payment_id))
+    """The payment's outcome once PortOne was asked (and, with `paymentToken`, once the
+    payment was confirmed at PortOne on the order's terms): 200 when the order ends PAID
+    or AWAITING_DEPOSIT, else the problem that says why."""
+    order = await completion.complete(
+        body.payment_id, payment_token=body.payment_token, tx_id=body.tx_id
+    )
+    return PaymentResult.of(order)
 
 
 @router.get(
@@ -60,7 +84,8 @@ async def complete(body: CompleteRequest, completion: CompletionDep) -> PaymentR
 async def payment_return(
     door: ReturnDoorDep,
     payment_id: Annotated[Text, Query(alias="paymentId", min_length=1, max_length=200)],
-    tx_id: Annotated[str | None, Query(alias="txId")] = None,
+    tx_id: Annotated[Text | None, Query(alias="txId", max_length=200)] = None,
+    payment_token: Annotated[PaymentToken | None, Query(alias="paymentToken")] = None,
     code: Annotated[
         str | None,
         Query(description="PortOne's error code, when the payment window failed"),
@@ -76,7 +101,7 @@ async def payment_return(
     verification; `FAILED` when it was not paid and the query had a `code`, which is then
     passed on if it is at most 64 of `A-Z`, `0-9` and `_`, with PortOne's own failure
     message)."""
-    landing = await door.land(payment_id, code=code)
+    landing = await door.land(payment_id, code=code, payment_token=payment_token, tx_id=tx_id)
     if landing.location is not None:
         return RedirectResponse(landing.location, status_code=303)
     return HTMLResponse(landing.page, status_code=landing.status)

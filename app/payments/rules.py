@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from app.orders.status import WAITING, CompensationStatus, OrderStatus
+from app.orders.status import WITHOUT_MONEY, CompensationStatus, OrderStatus
 from app.portone.models import CancellationStatus, Payment, PaymentStatus
 
 S = OrderStatus
@@ -36,6 +36,7 @@ class Rejection(StrEnum):
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
     AMOUNT_MISMATCH = "AMOUNT_MISMATCH"
     TEST_CHANNEL = "TEST_CHANNEL"
+    ORDER_CLOSED = "ORDER_CLOSED"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class OrderTerms:
     status: str
     status_changed_at: datetime | None
     updated_at: datetime | None = None  # PortOne's, of the snapshot applied
+    closed: bool = False  # cancelled, or past its expiry: it takes no more money
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,18 @@ def decide(payment: Payment, order: OrderTerms, policy: Policy) -> Decision:
         return Decision(
             order.status, "older than the snapshot already applied; ignored", stale=True
         )
-    if payment.status in VERIFIED_STATUSES and order.status in WAITING:
+    target = TRANSITIONS.get((order.status, payment.status), order.status)
+    if payment.status in VERIFIED_STATUSES and order.status in WITHOUT_MONEY:
         rejection = verify_payment(payment, order, policy)
         if rejection is not None:
             return rejection
-    target = TRANSITIONS.get((order.status, payment.status), order.status)
+        # Money that arrives for a closed order is given back; what an order took before
+        # it closed (an issued virtual account seen again) is not new money.
+        if order.closed and (order.status == S.CANCELLED or target != order.status):
+            return _rejected(
+                Rejection.ORDER_CLOSED,
+                f"{_describe(payment)}, but the order was closed (cancelled or expired)",
+            )
     return Decision(target, _describe(payment))
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 
 from app.db import Query, one_of
-from app.orders.status import OrderStatus
+from app.orders.status import WAITING, OrderStatus
 from app.orders.tables import orders
 from app.payments.tables import reconciler_checkpoints as checkpoints
 from app.payments.tables import webhook_deliveries as deliveries
@@ -249,6 +249,12 @@ WAITING_ORDERS = Query(
     .order_by(orders.c.reconciled_at.asc().nulls_first(), orders.c.created_at)
     .limit(bindparam("limit", type_=Integer))
 )
+EXPIRED = Query(
+    select(orders.c.id)
+    .where(one_of(orders.c.status, WAITING), orders.c.expires_at <= _now)
+    .order_by(orders.c.expires_at)
+    .limit(bindparam("limit", type_=Integer))
+)
 MARK_RECONCILED = Query(
     update(orders)
     .where(orders.c.payment_id == any_(bindparam("payment_ids", type_=ARRAY(String))))
@@ -282,6 +288,11 @@ async def waiting_payment_ids(
         limit=limit,
     )
     return [row["payment_id"] for row in rows]
+
+
+async def expired_order_ids(db: asyncpg.Connection, limit: int) -> list[str]:
+    """Orders still open past their expiry, the longest expired first."""
+    return [row["id"] for row in await EXPIRED.rows(db, limit=limit)]
 
 
 async def mark_reconciled(db: asyncpg.Connection, payment_ids: Sequence[str]) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 
 from app import logs, metrics
 from app.db import Database
-from app.errors import OrderNotFound
+from app.errors import OrderNotCancellable, OrderNotFound
 from app.orders import store as orders_store
 from app.orders.order import HistoryEntry, Order
-from app.orders.status import WAITING, CompensationStatus, OrderStatus
+from app.orders.status import WAITING, WITHOUT_MONEY, CompensationStatus, OrderStatus
 from app.outbox.writer import Outbox
 from app.payments import disputes
 from app.payments.rules import Decision, OrderTerms, Policy, decide, settle_compensation
@@ -32,6 +32,7 @@ from app.payments.single_flight import SingleFlight
 from app.portone.client import PortOneClient
 from app.portone.errors import PortOneUnavailable
 from app.portone.models import Payment
+from app.times import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Source(StrEnum):
     RECONCILE = "reconcile"
     REFUND = "refund"
     COMPENSATION = "compensation"
+    CANCEL = "cancel"  # the shop closed the order
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class Observation:
         return self.order.status != self.from_status
 
 
-CompensationHook = Callable[[str, Payment], Awaitable[object]]
+CompensationHook = Callable[[str, Payment | None], Awaitable[object]]
 AppliedHook = Callable[[Order, Payment], Awaitable[object]]
 
 
@@ -101,7 +103,7 @@ class PaymentSync:
         self._on_compensation_owed = on_compensation_owed
         self._on_applied = on_applied
         self._outbox = outbox
-        self._reads = SingleFlight[Observation](_waiting)
+        self._reads = SingleFlight[Observation](_without_money)
 
     async def find(self, payment_id: str) -> Order | None:
         """The order as it stands, without a lock or a transaction."""
@@ -109,35 +111,37 @@ class PaymentSync:
             return await orders_store.find_by_payment_id(db, payment_id)
 
     async def look(
-        self, payment_id: str, source: Source, *, waiting_only: bool = False
+        self, payment_id: str, source: Source, *, public: bool = False
     ) -> tuple[Order, Observation | None]:
         """A door's way in: the order with this paymentId (`OrderNotFound` when none; no
-        PortOne call), then PortOne's payment applied to it, unless `waiting_only` and the
-        order no longer waits for money (settled orders change through webhooks and the
-        reconciler, never through the public doors). Raises PortOne's errors, including
-        `PaymentNotFound`."""
+        PortOne call), then PortOne's payment applied to it, unless the door is `public`
+        and the order holds money already (those change through webhooks and the
+        reconciler, never through the doors anyone can knock on). Raises PortOne's
+        errors, including `PaymentNotFound`."""
         order = await self.find(payment_id)
         if order is None:
             raise OrderNotFound(f"no order has paymentId {payment_id}")
-        if waiting_only and order.status not in WAITING:
+        if public and order.status not in WITHOUT_MONEY:
             return order, None
         observation = await self.sync(payment_id, source, seen=order)
         return observation.order, observation
 
-    async def sync(self, payment_id: str, source: Source, seen: Order | None = None) -> Observation:
+    async def sync(
+        self, payment_id: str, source: Source, seen: Order | None = None, *, fresh: bool = False
+    ) -> Observation:
         """Fetch PortOne's truth (no transaction open), then apply it (to `seen`, if given:
         the order as the caller just read it).
 
         A completion shares a read in flight for the same payment, or reuses a recent one
-        that left the order waiting (`app.payments.single_flight`); every other source reads
-        afresh, and its outcome is what completions reuse next.
+        that left the order without money (`app.payments.single_flight`), unless `fresh`;
+        every other source reads afresh, and its outcome is what completions reuse next.
         """
 
         async def read_and_apply() -> Observation:
             payment = await self._portone.get_payment(payment_id)
             return await self.apply(payment_id, payment, source, seen)
 
-        if source == Source.COMPLETE:
+        if source == Source.COMPLETE and not fresh:
             return await self._reads.shared(payment_id, read_and_apply)
         return await self._reads.fresh(payment_id, read_and_apply)
 
@@ -169,6 +173,39 @@ class PaymentSync:
         if self._on_applied is not None and not decision.stale:
             await self._on_applied(order, payment)
         return observation
+
+    async def close(self, order_id: str, source: Source, why: str) -> Order:
+        """Close an order that has taken no money: CANCELLED, with `order.cancelled` for the
+        shop; a virtual account already issued for it is then closed at PortOne, owed
+        until PortOne shows it closed (like a compensation). An order already CANCELLED is
+        returned as it is; one that took money raises `OrderNotCancellable`. A payment
+        that still arrives for it is rejected (`ORDER_CLOSED`) by the rules."""
+        async with self._database.transaction() as db:
+            before = await orders_store.lock(db, order_id)
+            if before is None:
+                raise OrderNotFound(f"no order {order_id}")
+            if before.status == OrderStatus.CANCELLED:
+                return before
+            if before.status not in WAITING:
+                raise OrderNotCancellable(f"order is {before.status}: refund it instead")
+            logs.bind(order_id=order_id)
+            account_issued = before.status == OrderStatus.AWAITING_DEPOSIT
+            order = replace(before, status=OrderStatus.CANCELLED)
+            if account_issued:
+                order = replace(
+                    order,
+                    compensation_status=CompensationStatus.OWED,
+                    compensation_next_attempt_at=None,
+                )
+            order = await orders_store.save(db, order)
+            if self._outbox is not None:
+                await self._outbox.add(db, order)
+            entry = HistoryEntry(source, before.portone_status, before.status, order.status, why)
+            await orders_store.add_history(db, order_id, entry)
+        logger.info("order %s: %s -> CANCELLED (%s)", order_id, before.status, why)
+        if account_issued and self._on_compensation_owed is not None:
+            await self._on_compensation_owed(order_id, None)
+        return order
 
     async def _apply_if_unchanged(
         self, seen: Order, payment: Payment, source: Source
@@ -261,9 +298,9 @@ class PaymentSync:
         return replace(order, **changes)
 
 
-def _waiting(observation: Observation) -> bool:
-    """Whether the order is still waiting for its money after this snapshot."""
-    return observation.order.status in WAITING
+def _without_money(observation: Observation) -> bool:
+    """Whether the order still holds no money after this snapshot (a read worth reusing)."""
+    return observation.order.status in WITHOUT_MONEY
 
 
 def _terms(order: Order) -> OrderTerms:
@@ -273,7 +310,16 @@ def _terms(order: Order) -> OrderTerms:
         order.status,
         order.status_changed_at,
         order.portone_updated_at,
+        closed=is_closed(order),
     )
+
+
+def is_closed(order: Order) -> bool:
+    """Whether the order takes no more money: cancelled, or past its expiry (whether or
+    not the reconciler has closed it yet)."""
+    if order.status == OrderStatus.CANCELLED:
+        return True
+    return order.expires_at is not None and utc_now() >= order.expires_at
 
 
 def _count(observation: Observation) -> None:

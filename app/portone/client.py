@@ -94,6 +94,8 @@ def payment_path(payment_id: str, *rest: str) -> str:
 
 
 OUTSTANDING = "IDEMPOTENCY_OUTSTANDING_REQUEST"
+# The card company declined at approval: PortOne answers 502, yet nothing is left to retry.
+PG_REFUSALS = frozenset({"PG_PROVIDER"})
 
 
 class _RetryableStatus(Exception):
@@ -199,6 +201,31 @@ class PortOneClient:
         path = payment_path(payment_id, "pre-register")
         await self._write("pre_register", path, idempotency_key, json=body)
 
+    async def confirm_payment(
+        self,
+        payment_id: str,
+        *,
+        payment_token: str,
+        tx_id: str | None,
+        total_amount: int,
+        currency: str,
+        is_test: bool,
+        idempotency_key: str,
+    ) -> None:
+        """Manual confirmation: PortOne charges the payment only if it matches these terms
+        (it refuses with INFORMATION_MISMATCH otherwise)."""
+        body: dict[str, Any] = {
+            "storeId": self._store_id,
+            "paymentToken": payment_token,
+            "totalAmount": total_amount,
+            "currency": currency,
+            "isTest": is_test,
+        }
+        if tx_id is not None:
+            body["txId"] = tx_id
+        path = payment_path(payment_id, "confirm")
+        await self._write("confirm_payment", path, idempotency_key, json=body, refusals=PG_REFUSALS)
+
     async def _read(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A read is safe to repeat: retry network errors, 5xx and 429 with jittered backoff.
 
@@ -241,18 +268,25 @@ class PortOneClient:
         return response
 
     async def _write(
-        self, operation: str, path: str, idempotency_key: str, **kwargs: Any
+        self,
+        operation: str,
+        path: str,
+        idempotency_key: str,
+        *,
+        refusals: frozenset[str] = frozenset(),
+        **kwargs: Any,
     ) -> httpx.Response:
         """A POST with PortOne's `Idempotency-Key`: the same key for every retry of one intent
         (one refund, one compensation attempt), so a retry whose earlier answer was lost
         gets PortOne's first answer back instead of acting twice. Not retried here: the
-        callers persist what is owed and retry later, with the same key."""
+        callers persist what is owed and retry later, with the same key. `refusals`: the
+        error types that are PortOne's final answer even with a 5xx status."""
         headers = {"Idempotency-Key": idempotency_header(idempotency_key)}
         try:
             response = await self._send(operation, "POST", path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise _unreachable(exc) from exc
-        if _is_retryable(response):
+        if _is_retryable(response) and not (refusals and _error_type(response) in refusals):
             raise _unavailable(response)
         return _checked(response)
 
@@ -302,6 +336,13 @@ def _unavailable(response: httpx.Response) -> PortOneUnavailable:
         f"PortOne answered {response.status_code}",
         retry_after=int(retry_after) if retry_after.isdigit() else None,
     )
+
+
+def _error_type(response: httpx.Response) -> str | None:
+    try:
+        return PortOneErrorBody.model_validate_json(response.content).type
+    except ValidationError:
+        return None
 
 
 def _checked(response: httpx.Response) -> httpx.Response:

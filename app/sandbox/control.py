@@ -33,6 +33,13 @@ class Pay(StrictApiModel):
     amount: Annotated[StrictInt, Field(ge=0, le=10**12), INTEGRAL] | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
     channel_type: Literal["LIVE", "TEST"] = "LIVE"
+    confirm: Annotated[
+        Literal["AUTO", "MANUAL"],
+        Field(
+            description="MANUAL: a channel with manual confirmation; the payment stays READY"
+            " and the answer carries its `paymentToken` until the service confirms it."
+        ),
+    ] = "AUTO"
 
 
 class Fail(StrictApiModel):
@@ -62,7 +69,12 @@ async def pay(
 ) -> JSONResponse:
     """The customer pays; another amount or currency than the order's is a tampered payment."""
     payment_request = await _attempt(sync, payment_id, body or Pay())
-    return await _changed(request, *sandbox_of(request).emulator.pay(payment_request))
+    payment, webhooks = sandbox_of(request).emulator.pay(payment_request)
+    await sandbox_of(request).changed(payment, webhooks)
+    answer = payment.body()
+    if payment.payment_token is not None:
+        answer["paymentToken"] = payment.payment_token
+    return JSONResponse(answer)
 
 
 @router.post("/payments/{payment_id}/deposit")
@@ -140,4 +152,5 @@ async def _attempt(sync: PaymentSync, payment_id: str, body: Pay) -> PaymentRequ
         currency=body.currency or order.currency,
         method=body.method,
         channel_type=body.channel_type,
+        manual=body.confirm == "MANUAL",
     )

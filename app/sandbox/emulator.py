@@ -6,6 +6,7 @@ keep and announce (`app.sandbox.state.Sandbox.changed`); the emulator itself doe
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 from collections.abc import Iterable
@@ -31,6 +32,10 @@ class EmulatorError(Exception):
         self.status = status
         self.type = type_
         self.message = message
+
+
+def _same(secret: str, presented: str) -> bool:
+    return hmac.compare_digest(secret.encode(), presented.encode())
 
 
 def _instant(value: object) -> datetime | None:
@@ -70,10 +75,35 @@ class Emulator:
         if expected is not None and expected != (request.amount, request.currency):
             # PortOne refuses an amount that differs from the pre-registered one.
             return self._fail(payment, "사전 등록된 결제 정보와 일치하지 않습니다.")
-        if request.method == "VIRTUAL_ACCOUNT":
-            payment.move("VIRTUAL_ACCOUNT_ISSUED")
-            return payment, ["Transaction.VirtualAccountIssued"]
-        return self._paid(payment)
+        if request.manual:
+            # Authenticated, not charged: READY until the merchant's server confirms it.
+            payment.payment_token = "ptkn_" + secrets.token_urlsafe(24)
+            return payment, []
+        return self._charged(payment)
+
+    def confirm(
+        self,
+        payment_id: str,
+        *,
+        payment_token: str,
+        total_amount: int | None,
+        currency: str | None,
+        is_test: bool | None,
+    ) -> Change:
+        """The merchant's server confirms a manually confirmed payment; PortOne charges it
+        only when every term sent matches what the customer authorized."""
+        payment = self.get(payment_id)
+        if payment.paid_at is not None or payment.status == "VIRTUAL_ACCOUNT_ISSUED":
+            raise EmulatorError(409, "ALREADY_PAID", "결제가 이미 완료되었습니다.")
+        token = payment.payment_token
+        if payment.status != "READY" or token is None or not _same(token, payment_token):
+            raise EmulatorError(400, "INVALID_PAYMENT_TOKEN", "유효하지 않은 결제 토큰입니다.")
+        authorized = (payment.total, payment.currency, payment.channel_type == "TEST")
+        sent = (total_amount, currency, is_test)
+        if any(v is not None and v != a for v, a in zip(sent, authorized, strict=True)):
+            raise EmulatorError(409, "INFORMATION_MISMATCH", "결제 정보가 일치하지 않습니다.")
+        payment.payment_token = None
+        return self._charged(payment)
 
     def deposit(self, payment_id: str) -> Change:
         payment = self.get(payment_id)
@@ -228,6 +258,12 @@ class Emulator:
         )
         self.payments[payment.id] = payment
         return payment
+
+    def _charged(self, payment: EmulatedPayment) -> Change:
+        if payment.method == "VIRTUAL_ACCOUNT":
+            payment.move("VIRTUAL_ACCOUNT_ISSUED")
+            return payment, ["Transaction.VirtualAccountIssued"]
+        return self._paid(payment)
 
     def _paid(self, payment: EmulatedPayment) -> Change:
         payment.paid_at = utc_now()

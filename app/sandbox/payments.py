@@ -72,6 +72,7 @@ class PaymentRequest:
     currency: str
     method: Method
     channel_type: str
+    manual: bool = False  # a channel with manual confirmation: charged once confirmed
 
 
 @dataclass
@@ -96,6 +97,8 @@ class EmulatedPayment:
     account_number: str = field(default_factory=lambda: "5621" + str(secrets.randbelow(10**10)))
     # The status PortOne answers this payment's next cancellation with (a sandbox control).
     next_cancellation: str | None = None
+    # Manual confirmation: the token the payment window gave the browser, until confirmed.
+    payment_token: str | None = None
 
     @property
     def cancelled(self) -> int:

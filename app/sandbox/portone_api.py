@@ -168,6 +168,32 @@ async def pre_register(payment_id: str, request: Request) -> JSONResponse:
     return JSONResponse({})
 
 
+@router.post("/payments/{payment_id}/confirm")
+async def confirm_payment(payment_id: str, request: Request) -> JSONResponse:
+    """Manual confirmation: charged only if every term sent matches what was authorized."""
+    _authorize(request)
+    body = await _json_body(request)
+    token, currency, is_test = body.get("paymentToken"), body.get("currency"), body.get("isTest")
+    if not isinstance(token, str) or not token:
+        raise EmulatorError(400, "INVALID_REQUEST", "paymentToken is required")
+    if currency is not None and not isinstance(currency, str):
+        raise EmulatorError(400, "INVALID_REQUEST", "currency must be a string")
+    if is_test is not None and not isinstance(is_test, bool):
+        raise EmulatorError(400, "INVALID_REQUEST", "isTest must be a boolean")
+    sandbox = sandbox_of(request)
+    _store_of(body.get("storeId"), sandbox.emulator.get(payment_id))
+    payment, webhooks = sandbox.emulator.confirm(
+        payment_id,
+        payment_token=token,
+        total_amount=_optional_int(body, "totalAmount"),
+        currency=currency,
+        is_test=is_test,
+    )
+    await sandbox.changed(payment, webhooks)
+    summary = payment.body()
+    return JSONResponse({"pgTxId": summary["transactionId"], "paidAt": summary.get("paidAt")})
+
+
 @router.post("/payments/{payment_id}/virtual-account/close")
 async def close_virtual_account(payment_id: str, request: Request) -> JSONResponse:
     _authorize(request)

@@ -1,0 +1,65 @@
+"""Manual confirmation (PortOne's 수동 승인): on such a channel the browser's payment
+window ends with a `paymentToken` and no money moved; PortOne charges the payment only
+when this service confirms it with the order's own terms, so PortOne itself refuses a
+tampered amount and nothing is charged or refunded for it.
+
+The confirm call is made with no transaction open and no row lock held. Calls for one
+payment and token share the confirm in flight; PortOne's `Idempotency-Key`, derived from
+both, makes it one confirmation across processes and retries. Whatever PortOne then holds
+is read and applied through the one path, like any completion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from app.errors import PaymentNotConfirmed
+from app.orders.order import Order
+from app.payments.single_flight import SingleFlight
+from app.portone.client import PortOneClient
+from app.portone.errors import PaymentNotFound, PortOneApiError
+
+ALREADY_PAID = "ALREADY_PAID"
+
+
+def confirmation_key(payment_id: str, payment_token: str) -> str:
+    """The same for every retry of one confirmation; another token (the customer paid
+    again) is another confirmation."""
+    token = hashlib.sha256(payment_token.encode()).hexdigest()[:32]
+    return f"confirm-{payment_id}-{token}"
+
+
+class Confirmation:
+    def __init__(self, portone: PortOneClient, *, accept_test_payments: bool) -> None:
+        self._portone = portone
+        self._is_test = accept_test_payments
+        # Only joins a confirm in flight: a confirm's outcome is never reused later.
+        self._flights = SingleFlight[bool](lambda _: False)
+
+    async def confirm(self, order: Order, payment_token: str, tx_id: str | None) -> None:
+        """Ask PortOne to charge the payment on the order's terms. Raises
+        `PaymentNotConfirmed` when PortOne refuses (no money moved), and PortOne's other
+        errors; a payment PortOne already charged is no refusal (it is read next)."""
+        key = confirmation_key(order.payment_id, payment_token)
+
+        async def confirm_once() -> bool:
+            try:
+                await self._portone.confirm_payment(
+                    order.payment_id,
+                    payment_token=payment_token,
+                    tx_id=tx_id,
+                    total_amount=order.amount,
+                    currency=order.currency,
+                    is_test=self._is_test,
+                    idempotency_key=key,
+                )
+            except PaymentNotFound:
+                raise
+            except PortOneApiError as exc:
+                if exc.type != ALREADY_PAID:
+                    raise PaymentNotConfirmed(
+                        f"PortOne refused to confirm the payment: {exc.message}", reason=exc.type
+                    ) from None
+            return True
+
+        await self._flights.shared(key, confirm_once)
