@@ -107,7 +107,9 @@ async def open_services(
             on_applied=settlement.settle,
             outbox=outbox,
         )
-        confirmation = Confirmation(portone, accept_test_payments=settings.accept_test_payments)
+        confirmation = Confirmation(
+            portone, sync, accept_test_payments=settings.accept_test_payments
+        )
         completion = Completion(sync, confirmation)
         yield Services(
             settings=settings,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -35,6 +36,8 @@ class EmulatedPortOne:
         self.requests: list[httpx.Request] = []
         self.unavailable: set[str] = set()  # paths whose next call meets a 503, unapplied
         self.answer_lost: set[str] = set()  # paths whose next call is applied, answer lost
+        # What happens elsewhere while a path's next call is in flight, before PortOne acts.
+        self.meanwhile: dict[str, Callable[[], Awaitable[object]]] = {}
         self._api = httpx.ASGITransport(app=emulated_portone(self.sandbox))
         router.route().mock(side_effect=self._answer)
 
@@ -44,6 +47,8 @@ class EmulatedPortOne:
         if path in self.unavailable:
             self.unavailable.discard(path)
             return httpx.Response(503)
+        if (meanwhile := self.meanwhile.pop(path, None)) is not None:
+            await meanwhile()
         response = await self._api.handle_async_request(request)
         if path in self.answer_lost:
             self.answer_lost.discard(path)
@@ -61,7 +66,8 @@ class EmulatedPortOne:
     # -- the customer, PortOne and the card company -----------------------------------
 
     def pay(self, order: dict[str, Any], **changes: Any) -> EmulatedPayment:
-        """The customer pays for `order` (another `amount` is a tampered payment)."""
+        """The customer pays for `order` (another `amount` is a tampered payment; with
+        `manual=True`, on a channel with manual confirmation: READY, with a token)."""
         payment, kinds = self.emulator.pay(_request(order, **changes))
         self._notify_all(payment, kinds)
         return payment
@@ -116,4 +122,5 @@ def _request(order: dict[str, Any], **changes: Any) -> PaymentRequest:
         currency=changes.get("currency", order["currency"]),
         method=changes.get("method", "CARD"),
         channel_type="LIVE",
+        manual=changes.get("manual", False),
     )

@@ -50,9 +50,7 @@ class Completion:
             raise OrderClosed("the order was cancelled or has expired: nothing was confirmed")
         if order.status != OrderStatus.PENDING:
             return order, None
-        await self._confirmation.confirm(order, payment_token, tx_id)
-        # Afresh: a read from before the confirmation must not answer for it.
-        observation = await self._sync.sync(payment_id, Source.COMPLETE, seen=order, fresh=True)
+        observation = await self._confirmation.confirm(order, payment_token, tx_id)
         return observation.order, observation
 
     async def order_of(self, payment_id: str) -> Order:

@@ -4,9 +4,10 @@ when this service confirms it with the order's own terms, so PortOne itself refu
 tampered amount and nothing is charged or refunded for it.
 
 The confirm call is made with no transaction open and no row lock held. Calls for one
-payment and token share the confirm in flight; PortOne's `Idempotency-Key`, derived from
-both, makes it one confirmation across processes and retries. Whatever PortOne then holds
-is read and applied through the one path, like any completion.
+payment and token share the confirmation in flight, up to its outcome applied; PortOne's
+`Idempotency-Key`, derived from both, makes it one confirmation across processes and
+retries. Whatever PortOne then holds is read afresh and applied through the one path,
+like any completion.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 from app.errors import PaymentNotConfirmed
 from app.orders.order import Order
 from app.payments.single_flight import SingleFlight
+from app.payments.sync import Observation, PaymentSync, Source
 from app.portone.client import PortOneClient
 from app.portone.errors import PaymentNotFound, PortOneApiError
 
@@ -30,19 +32,23 @@ def confirmation_key(payment_id: str, payment_token: str) -> str:
 
 
 class Confirmation:
-    def __init__(self, portone: PortOneClient, *, accept_test_payments: bool) -> None:
+    def __init__(
+        self, portone: PortOneClient, sync: PaymentSync, *, accept_test_payments: bool
+    ) -> None:
         self._portone = portone
+        self._sync = sync
         self._is_test = accept_test_payments
-        # Only joins a confirm in flight: a confirm's outcome is never reused later.
-        self._flights = SingleFlight[bool](lambda _: False)
+        # Only joins a confirmation in flight: its outcome is never reused later.
+        self._flights = SingleFlight[Observation](lambda _: False)
 
-    async def confirm(self, order: Order, payment_token: str, tx_id: str | None) -> None:
-        """Ask PortOne to charge the payment on the order's terms. Raises
-        `PaymentNotConfirmed` when PortOne refuses (no money moved), and PortOne's other
-        errors; a payment PortOne already charged is no refusal (it is read next)."""
+    async def confirm(self, order: Order, payment_token: str, tx_id: str | None) -> Observation:
+        """Ask PortOne to charge the payment on the order's terms, then apply what PortOne
+        holds to the order (as it was read: `order`). Raises `PaymentNotConfirmed` when
+        PortOne refuses (no money moved), and PortOne's other errors; a payment PortOne
+        already charged is no refusal."""
         key = confirmation_key(order.payment_id, payment_token)
 
-        async def confirm_once() -> bool:
+        async def confirm_once() -> Observation:
             try:
                 await self._portone.confirm_payment(
                     order.payment_id,
@@ -60,6 +66,7 @@ class Confirmation:
                     raise PaymentNotConfirmed(
                         f"PortOne refused to confirm the payment: {exc.message}", reason=exc.type
                     ) from None
-            return True
+            # Afresh: a read from before the confirmation must not answer for it.
+            return await self._sync.sync(order.payment_id, Source.COMPLETE, order, fresh=True)
 
-        await self._flights.shared(key, confirm_once)
+        return await self._flights.shared(key, confirm_once)
