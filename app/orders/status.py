@@ -16,7 +16,8 @@ class OrderStatus(StrEnum):
 
 
 WAITING = frozenset({OrderStatus.PENDING, OrderStatus.AWAITING_DEPOSIT})
-"""The order waits for its money: the only statuses a PortOne read can settle."""
+"""The order waits for its money: the statuses a shop may still close, and the
+reconciler re-reads."""
 
 WITHOUT_MONEY = WAITING | {OrderStatus.CANCELLED}
 """The order holds no money: a payment PortOne took for it is verified, and given back

@@ -3,8 +3,8 @@
 The public doors (`/payments/complete`, `/payments/return`) can be called by anyone who
 knows a paymentId, as often as they like. Calls for one payment that arrive while a read
 of it is in flight share that read (and its outcome); an outcome that leaves the order
-still waiting for its money is reused for up to `REUSE_SECONDS` after its read began. A
-paid, cancelled or rejected outcome is never reused: the order answers those itself.
+without money (waiting, or closed) is reused for up to `REUSE_SECONDS` after its read
+began. A paid or rejected outcome is never reused: the order answers those itself.
 
 Webhooks and the reconciler always read afresh (something changed), never join a read
 that began before them, and what they read replaces what the public doors reuse.
