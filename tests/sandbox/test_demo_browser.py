@@ -355,16 +355,31 @@ async def test_redirect_flow_lands_back_on_the_page_with_the_verdict(
 
     await pay(page, flow)
 
-    await page.wait_for_url(re.compile(r"/\?orderId="))
+    await expect(page.locator("#verdict")).to_contain_text("Back from PortOne's payment window")
     text = await shown(page, state)
     order = await order_on_screen(page, db)
-    assert f"paymentId={order['payment_id']}" in page.url
-    assert f"status={status}" in page.url
     assert text.startswith("Back from PortOne's payment window (redirect).")
     await expect(timeline(page, "page", "PortOne.requestPayment → redirect")).to_have_count(1)
     await expect(timeline(page, "page", f"status {status}")).to_have_count(1)
     await expect(page.locator("#mobile")).to_be_checked()
     assert order["status"] == db_status
+
+
+async def test_a_reload_after_the_redirect_flow_neither_lands_again_nor_brings_the_order_back(
+    page: Page, base_url: str
+) -> None:
+    await page.check("#mobile")
+    await pay(page, "card")
+    await expect(page.locator("#verdict")).to_contain_text("Back from PortOne's payment window")
+    order_id = await page.locator("#order-id").inner_text()
+    assert page.url == base_url + "/"
+
+    await page.reload()
+
+    await expect(page.locator("#order")).to_be_hidden()
+    await expect(page.locator("#result")).to_have_attribute("data-state", "idle")
+    steps = await page.evaluate("(id) => sessionStorage.getItem(`steps:${id}`)", order_id)
+    assert steps.count("back from GET /payments/return") == 1
 
 
 async def test_buttons_are_disabled_while_a_payment_runs(

@@ -358,4 +358,8 @@ window.addEventListener("pageshow", (event) => {
 });
 
 const query = new URLSearchParams(location.search);
-if (query.has("orderId")) step(() => landed(query))();
+if (query.has("orderId")) {
+  // Read once: a reload must not land a second time, nor bring an old order back.
+  history.replaceState(null, "", location.pathname);
+  step(() => landed(query))();
+}
