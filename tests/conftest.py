@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from app.main import create_app
 from app.payments import single_flight
+from app.sandbox import delivery
 from app.tables import metadata
 from app.wiring import Services
 from tests.database import fresh_database, postgres_server
@@ -30,6 +31,19 @@ def database_url() -> Iterator[str]:
 def _no_retry_waits() -> Iterator[None]:
     with stamina.set_testing(True, attempts=3):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_webhooks_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's webhooks go the instant a payment changes, so that each test decides
+    what comes first (`webhooks_late` gives them PortOne's moment)."""
+    monkeypatch.setattr(delivery, "DELAY", 0.0)
+
+
+@pytest.fixture
+def webhooks_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's webhooks come a second after the change, as PortOne's do."""
+    monkeypatch.setattr(delivery, "DELAY", 1.0)
 
 
 # Rows deleted, children first: on tables this small, much cheaper than TRUNCATE, which

@@ -18,8 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from app.config import Settings
 from app.db import Database
 from app.problems import problem
-from app.sandbox import control, demo, portone_api
-from app.sandbox.delivery import WebhookSender
+from app.sandbox import control, delivery, demo, portone_api
 from app.sandbox.emulator import Emulator, EmulatorError
 from app.sandbox.state import Sandbox
 from app.sandbox.store import SandboxStore
@@ -47,7 +46,9 @@ def in_process(app: FastAPI) -> httpx.ASGITransport:
 @asynccontextmanager
 async def running(app: FastAPI, settings: Settings, database: Database) -> AsyncIterator[Sandbox]:
     client = httpx.AsyncClient(transport=in_process(app), base_url=IN_PROCESS, timeout=30.0)
-    sender = WebhookSender(client, settings.webhook_keys[0], settings.store_id)
+    sender = delivery.WebhookSender(
+        client, settings.webhook_keys[0], settings.store_id, delay=delivery.DELAY
+    )
     store = SandboxStore(database)
     emulator = Emulator(settings.store_id)
     try:

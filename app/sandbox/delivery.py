@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -18,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 ATTEMPTS = 5
 FIRST_BACKOFF = 0.2
+# PortOne posts a webhook a moment after the payment window closes, so the browser's
+# completion usually reaches the service first.
+DELAY = 1.0
 
 LEGACY_STATUS = {
     "Transaction.Paid": "Paid",
@@ -55,20 +59,25 @@ def webhook_bodies(kind: str, payment: EmulatedPayment, store_id: str) -> list[d
 
 
 class WebhookSender:
-    """One worker, so webhooks arrive in the order the changes happened."""
+    """One worker, so webhooks arrive in the order the changes happened, each `delay`
+    seconds after its change."""
 
-    def __init__(self, client: httpx.AsyncClient, key: bytes, store_id: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, key: bytes, store_id: str, *, delay: float
+    ) -> None:
         self._client = client
         self._key = key
         self._store_id = store_id
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._delay = delay
+        self._queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self.delivered = 0
         self.abandoned = 0
 
     def notify(self, kind: str, payment: EmulatedPayment) -> None:
+        due = time.monotonic() + self._delay
         for body in webhook_bodies(kind, payment, self._store_id):
-            self._queue.put_nowait(json.dumps(body, ensure_ascii=False).encode())
+            self._queue.put_nowait((due, json.dumps(body, ensure_ascii=False).encode()))
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run())
@@ -84,8 +93,9 @@ class WebhookSender:
 
     async def _run(self) -> None:
         while True:
-            body = await self._queue.get()
+            due, body = await self._queue.get()
             try:
+                await asyncio.sleep(due - time.monotonic())
                 await self._deliver(body)
             finally:
                 self._queue.task_done()

@@ -16,7 +16,6 @@ from playwright.async_api import Locator, Page, Route, expect
 
 from app.config import Settings
 from app.main import create_app
-from app.sandbox.delivery import WebhookSender
 from tests.browser import Browsing, needs_chromium, offline_browser
 from tests.helpers import WEBHOOK_SECRET, make_settings
 from tests.live_server import serving
@@ -56,28 +55,11 @@ def settings(database_url: str, shop_events: tuple[str, list[dict[str, Any]]]) -
     )
 
 
-def deliver_late(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PortOne's webhooks arrive a moment after the browser's completion, as they do from
-    PortOne (the sandbox sends them the instant the payment changes)."""
-    deliver = WebhookSender._deliver
-
-    async def later(sender: WebhookSender, body: bytes) -> None:
-        await asyncio.sleep(1.0)
-        await deliver(sender, body)
-
-    monkeypatch.setattr(WebhookSender, "_deliver", later)
-
-
-@pytest.fixture
-def late_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
-    deliver_late(monkeypatch)
-
-
 @pytest.fixture(params=["webhooks on time", "webhooks late"])
-def either_first(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def either_first(request: pytest.FixtureRequest) -> None:
     """The webhook or the browser's completion sees the payment first."""
     if request.param == "webhooks late":
-        deliver_late(monkeypatch)
+        request.getfixturevalue("webhooks_late")
 
 
 @pytest.fixture
@@ -151,7 +133,7 @@ async def test_page_works_offline_with_the_sandbox_banner_and_its_icon(
 
 
 async def test_card_payment_is_verified_by_the_browser_then_confirmed_by_the_webhook(
-    late_webhooks: None,
+    webhooks_late: None,
     page: Page,
     db: asyncpg.Connection,
     shop_events: tuple[str, list[dict[str, Any]]],

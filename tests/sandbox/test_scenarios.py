@@ -5,6 +5,7 @@ Each control call is followed by `drain()`, so the webhooks it caused have lande
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,6 +91,23 @@ async def test_card_payment_completes_to_paid(shop: Sandboxed) -> None:
     assert response.json()["status"] == "PAID"
     assert response.json()["paidAt"] is not None
     assert [t[1:] for t in await shop.transitions(order["orderId"])] == [("PENDING", "PAID")]
+
+
+async def test_webhooks_come_a_moment_after_the_change_so_the_completion_sees_it_first(
+    webhooks_late: None, shop: Sandboxed
+) -> None:
+    order = await create_order(shop.client, AMOUNT)
+    paid = await shop.client.post(f"/sandbox/payments/{order['paymentId']}/pay")
+    changed_at = time.monotonic()
+
+    completed = await shop.complete(order["paymentId"])
+    await webhook_sender(shop.app).drain()
+
+    assert paid.status_code == 200, paid.text
+    assert completed.json()["status"] == "PAID"
+    assert time.monotonic() - changed_at >= 1.0
+    assert await shop.transitions(order["orderId"]) == [("complete", "PENDING", "PAID")]
+    assert webhook_sender(shop.app).delivered == 2  # the current and the legacy version
 
 
 async def test_virtual_account_awaits_deposit_then_the_deposit_webhook_pays_it(
