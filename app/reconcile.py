@@ -60,6 +60,7 @@ CHECKPOINT = "payments-changed"
 class PassSummary:
     checked: int = 0
     changed: int = 0
+    settled: int = 0  # refunds, and compensations PortOne held, that it found settled
     failed: int = 0
     compensated: int = 0
     closed: int = 0  # orders closed at their expiry
@@ -168,6 +169,7 @@ class Reconciler:
                     try:
                         observation = await self._sync.sync(payment_id, Source.RECONCILE)
                         summary.changed += observation.changed
+                        summary.settled += observation.settled
                     except PaymentNotFound:
                         pass  # the payment window was never opened: nothing to do yet
                     await self._settle_deliveries(payment_id)
@@ -240,6 +242,7 @@ class Reconciler:
                     complete = False
                 continue
             summary.changed += observation.changed
+            summary.settled += observation.settled
         return complete
 
     async def _checkpoint(self) -> Checkpoint:

@@ -293,6 +293,7 @@ async def test_reconcile_command_prints_a_summary_and_fails_when_the_pass_fails(
     assert printed == {
         "checked": 0,
         "changed": 0,
+        "settled": 0,
         "failed": 1,
         "compensated": 0,
         "closed": 0,

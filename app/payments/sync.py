@@ -59,6 +59,7 @@ class Change:
     order: Order
     detail: str
     events: list[str]
+    settles_compensation: bool = False
 
     def entry(self, source: Source, payment: Payment, before: Order) -> HistoryEntry:
         return HistoryEntry(source, payment.status, before.status, self.order.status, self.detail)
@@ -72,6 +73,7 @@ class Observation:
     payment: Payment
     decision: Decision
     from_status: str
+    settled: int = 0  # refunds, and a compensation PortOne held, that it settled
 
     @property
     def changed(self) -> bool:
@@ -79,7 +81,7 @@ class Observation:
 
 
 CompensationHook = Callable[[str, Payment | None], Awaitable[object]]
-AppliedHook = Callable[[Order, Payment], Awaitable[object]]
+AppliedHook = Callable[[Order, Payment], Awaitable[int]]  # how many refunds it settled
 
 
 class PaymentSync:
@@ -171,7 +173,8 @@ class PaymentSync:
         if owed and self._on_compensation_owed is not None:
             await self._on_compensation_owed(order.id, payment)
         if self._on_applied is not None and not decision.stale:
-            await self._on_applied(order, payment)
+            settled = await self._on_applied(order, payment)
+            observation = replace(observation, settled=observation.settled + settled)
         return observation
 
     async def close(self, order_id: str, source: Source, why: str) -> Order:
@@ -231,7 +234,9 @@ class PaymentSync:
             if outbox is not None:
                 for event_type in change.events:
                     await outbox.add(db, saved, event_type)
-        return Observation(saved, payment, change.decision, seen.status)
+        return Observation(
+            saved, payment, change.decision, seen.status, int(change.settles_compensation)
+        )
 
     async def _apply_locked(self, payment_id: str, payment: Payment, source: Source) -> Observation:
         async with self._database.transaction() as db:
@@ -247,7 +252,9 @@ class PaymentSync:
                 for event_type in change.events:
                     await self._outbox.add(db, order, event_type)
             await orders_store.add_history(db, order.id, change.entry(source, payment, before))
-        return Observation(order, payment, change.decision, before.status)
+        return Observation(
+            order, payment, change.decision, before.status, int(change.settles_compensation)
+        )
 
     def _decided(self, before: Order, payment: Payment) -> Change:
         decision = decide(payment, _terms(before), self._policy)
@@ -267,7 +274,7 @@ class PaymentSync:
         if disputed := disputes.changes(before.disputes, order.disputes):
             events += disputed
             notes.append(disputes.describe(disputed, order.disputes))
-        return Change(decision, order, "; ".join(notes), events)
+        return Change(decision, order, "; ".join(notes), events, settled is not None)
 
     def _applied(self, order: Order, payment: Payment, decision: Decision) -> Order:
         """The order as the decision leaves it (written only if anything differs)."""

@@ -46,11 +46,12 @@ class Settlement:
         self._database = database
         self._outbox = outbox
 
-    async def settle(self, order: Order, payment: Payment) -> None:
+    async def settle(self, order: Order, payment: Payment) -> int:
         """Settle what `payment` shows of the order's unsettled refunds (the one path calls
-        this after applying a snapshot of an order that has any)."""
+        this after applying a snapshot of an order that has any); how many it settled."""
         if not any(listed["status"] == RefundStatus.REQUESTED for listed in order.refunds):
-            return
+            return 0
+        settled = 0
         async with self._database.transaction() as db:
             await orders_store.lock(db, order.id)  # the order, then its refunds: one lock order
             for cancellation in payment.cancellations:
@@ -60,8 +61,10 @@ class Settlement:
                 outcome = f"PortOne settled cancellation {cancellation.id}: {cancellation.status}"
                 for refund in await store.settle(db, order.id, cancellation.id, status, outcome):
                     await self.settled(db, refund)
+                    settled += 1
             for refund in await store.abandoned(db, order.id, ABANDONED_AFTER):
-                await self._settle_abandoned(db, refund, payment)
+                settled += await self._settle_abandoned(db, refund, payment)
+        return settled
 
     async def settled(self, db: asyncpg.Connection, refund: Refund) -> None:
         """Record a refund that has just been settled, in `db`'s transaction."""
@@ -82,7 +85,7 @@ class Settlement:
 
     async def _settle_abandoned(
         self, db: asyncpg.Connection, refund: Refund, payment: Payment
-    ) -> None:
+    ) -> bool:
         made = unclaimed_match(refund, payment.cancellations, await store.claimed_ids(db, refund))
         if made is None:
             status, outcome, cancellation_id = (
@@ -97,8 +100,10 @@ class Settlement:
         settled = await store.settle_abandoned(
             db, refund, status, outcome, cancellation_id, ABANDONED_AFTER
         )
-        if settled is not None:
-            await self.settled(db, settled)
+        if settled is None:
+            return False
+        await self.settled(db, settled)
+        return settled.settled_at is not None
 
 
 def unclaimed_match(

@@ -110,6 +110,7 @@ async def refund(
 class ReconcilerPass(ApiModel):
     checked: int
     changed: int
+    settled: int  # refunds, and compensations PortOne held, that it found settled
     failed: int
     compensated: int
     skipped: bool  # another pass was running

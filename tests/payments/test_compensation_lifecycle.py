@@ -130,8 +130,9 @@ async def test_a_held_cancellation_portone_fails_is_owed_again_and_cancelled_onc
     await complete(client, order)
     emulated.settle(order, "FAILED")  # no webhook: the reconciler re-reads what is held
 
-    await services.reconciler().run_pass()  # settles it FAILED: owed again, and due
+    summary = await services.reconciler().run_pass()  # settles it FAILED: owed again, and due
 
+    assert (summary.settled, summary.compensated) == (1, 1)
     assert cancellations(emulated, order) == ["FAILED", "SUCCEEDED"]
     assert (await order_row(db, order["orderId"]))["compensation_status"] == "DONE"
     await after_backoff(db, order["orderId"])

@@ -118,8 +118,9 @@ async def test_a_held_refund_portone_fails_is_found_by_the_reconciler_and_shown_
     assert emulated.webhooks == []  # PortOne sends no webhook for it
     counted = await failed_refunds_counted(client)
 
-    await services.reconciler().run_pass()
+    summary = await services.reconciler().run_pass()
 
+    assert (summary.changed, summary.settled) == (0, 1)
     failed = await read(client, order)
     assert (failed["status"], failed["refundedAmount"]) == ("PAID", 0)
     assert [r["status"] for r in failed["refunds"]] == ["FAILED"]
@@ -186,7 +187,9 @@ async def test_refunds_whose_answer_never_came_are_settled_from_portone_when_aba
         assert [r["status"] for r in (await read(client, order))["refunds"]] == ["REQUESTED"]
     monkeypatch.setattr(settlement, "ABANDONED_AFTER", timedelta(0))  # nobody retried
 
-    await services.reconciler().run_pass()
+    summary = await services.reconciler().run_pass()
+
+    assert summary.settled == 2
 
     assert [r["status"] for r in (await read(client, never_sent))["refunds"]] == ["FAILED"]
     made = await read(client, answer_lost)
