@@ -242,6 +242,24 @@ async def test_declined_card_is_shown_failed_and_the_order_stays_open(
     assert {entry[0] for entry in await sources(db, order["id"])} == {"webhook"}
 
 
+async def test_declined_card_offers_another_try_that_pays_the_same_order(
+    either_first: None, page: Page, db: asyncpg.Connection
+) -> None:
+    await pay(page, "declined")
+    assert "Try again with another card" in await shown(page, "failed")
+    declined = await order_on_screen(page, db)
+
+    await page.click("#retry")
+
+    assert "Paid ₩10,000" in await shown(page, "paid")
+    paid = await order_on_screen(page, db)
+    await expect(page.locator("#retry")).to_be_hidden()
+    await expect(timeline(page, "page", "another try")).to_have_count(1)
+    assert (paid["id"], paid["payment_id"]) == (declined["id"], declined["payment_id"])
+    assert paid["status"] == "PAID"
+    assert await db.fetchval("SELECT count(*) FROM orders") == 1
+
+
 async def test_refund_that_portone_answers_at_once_refunds_the_order(
     page: Page, db: asyncpg.Connection
 ) -> None:

@@ -25,11 +25,23 @@ async function pay(flow) {
   if (!created.ok) return say("error", problemText(created));
   show(created.body);
   record("POST /sandbox/checkout → 201", `the shop's server made the order: ${money(created.body.amount)}`);
+  await attempt(created.body.checkout, flow);
+}
+
+// Another try after a failed one: the same order, the same paymentId.
+async function retry() {
+  const timeline = await look(current.orderId);
+  if (timeline === null) return say("error", "The order could not be read.");
+  record("another try", `the same paymentId ${timeline.order.paymentId}`);
+  await attempt(timeline.order.checkout, FLOWS.card);
+}
+
+async function attempt(checkout, flow) {
   // 2. The browser pays with the order's checkout parameters.
   paymentWindow.mobile = $("mobile").checked;
   paymentWindow.cardDeclined = Boolean(flow.cardDeclined);
   say("busy", "Paying in PortOne's payment window…");
-  const request = paymentRequest(created.body.checkout, flow);
+  const request = paymentRequest(checkout, flow);
   if (paymentWindow.mobile) record("PortOne.requestPayment → redirect", `to ${request.redirectUrl}`);
   const response = await PortOne.requestPayment(request);
   if (response === undefined) return leave();
@@ -42,11 +54,22 @@ async function pay(flow) {
   // 3. The shop's server (this service) verifies the payment with PortOne.
   say("busy", "Verifying the payment with PortOne…");
   const { paymentId, txId } = response;
-  const completed = await post("/payments/complete", { paymentId, txId });
-  record(`POST /payments/complete → ${completed.status}`, answerText(completed));
+  let completed = await complete(paymentId, txId);
+  if (completed.body?.code === "PAYMENT_NOT_PAID" && completed.body.portoneStatus === "FAILED") {
+    // PortOne's window paid, but the service may answer from its read of the failed try
+    // before it for up to a second; it reads afresh after that.
+    await sleep(1000);
+    completed = await complete(paymentId, txId);
+  }
   const [state, text] = completed.ok ? verdict(completed.body) : problemVerdict(completed.body);
   say(state, text);
   await aftermath(state);
+}
+
+async function complete(paymentId, txId) {
+  const completed = await post("/payments/complete", { paymentId, txId });
+  record(`POST /payments/complete → ${completed.status}`, answerText(completed));
+  return completed;
 }
 
 function responseText(response, flow) {
@@ -216,7 +239,8 @@ const whyRejected = (reason) => REJECTIONS[reason] ?? "it failed verification";
 
 function failure(code, message) {
   const reason = inEnglish(message, DECLINED);
-  return ["failed", `Payment failed (${code}): ${reason}\nNothing was charged; the order stays open for another try.`];
+  return ["failed", `Payment failed (${code}): ${reason}\nNothing was charged; the order stays open: `
+    + "\"Try again with another card\" pays it."];
 }
 
 function refundVerdict(answer, amount) {
@@ -339,6 +363,7 @@ function inEnglish(text, fallback) {
 for (const button of document.querySelectorAll("button[data-flow]")) {
   button.addEventListener("click", step(() => pay(FLOWS[button.dataset.flow])));
 }
+$("retry").addEventListener("click", step(retry));
 $("deposit").addEventListener("click", step(deposit));
 $("refund").addEventListener("click", step(() => refund(false)));
 $("refund-later").addEventListener("click", step(() => refund(true)));

@@ -6,7 +6,7 @@
 function show(order) {
   current = order && { orderId: order.orderId, paymentId: order.paymentId, currency: order.currency };
   $("order").hidden = order === null;
-  for (const id of ["deposit", "settle", "settle-failed", "refunding", "refunds-block", "no-order-events"]) {
+  for (const id of ["retry", "deposit", "settle", "settle-failed", "refunding", "refunds-block", "no-order-events"]) {
     $(id).hidden = true;
   }
   if (order === null) return;
@@ -66,6 +66,8 @@ function renderRefunds(refunds) {
 }
 
 function renderActions(order, payment) {
+  // PortOne takes another attempt on a paymentId whose last one FAILED.
+  $("retry").hidden = order.status !== "PENDING" || payment?.status !== "FAILED";
   $("deposit").hidden = order.status !== "AWAITING_DEPOSIT";
   $("settle").hidden = $("settle-failed").hidden = heldCancellation(payment) === undefined;
   const held = order.refunds.filter((r) => r.status === "REQUESTED");
