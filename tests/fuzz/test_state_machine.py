@@ -74,7 +74,7 @@ TRANSITIONS = {
     (AWAITING, "PARTIAL_CANCELLED"): PARTIALLY_REFUNDED,
 }
 LEGAL = {(before, after) for (before, _), after in TRANSITIONS.items()} | {
-    (before, REJECTED) for before in UNSETTLED
+    (before, REJECTED) for before in UNSETTLED | {CANCELLED}
 }
 
 # How a snapshot can fail verification, as payment_body() arguments.
@@ -146,7 +146,9 @@ class Model:
         if at is not None:
             self.applied_at = at
         self.refunded = snapshot.cancelled  # refundedAmount mirrors amount.cancelled
-        if snapshot.status in VERIFIED and before in UNSETTLED and snapshot.flaw != "none":
+        if snapshot.status in VERIFIED and before == CANCELLED:
+            self.status = REJECTED  # money for an order that takes none (ORDER_CLOSED)
+        elif snapshot.status in VERIFIED and before in UNSETTLED and snapshot.flaw != "none":
             self.status = REJECTED
         else:
             self.status = TRANSITIONS.get((before, snapshot.status), before)
