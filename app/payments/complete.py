@@ -35,7 +35,7 @@ class Completion:
         such payment, PaymentNotConfirmed, and PortOne's own errors."""
         try:
             if payment_token is None:
-                return await self._sync.look(payment_id, Source.COMPLETE, public=True)
+                return await self._sync.look(payment_id, Source.COMPLETE, public=True, tx_id=tx_id)
             return await self._confirmed(payment_id, payment_token, tx_id)
         except PaymentNotFound:
             raise PaymentNotPaid(

@@ -113,7 +113,7 @@ class PaymentSync:
             return await orders_store.find_by_payment_id(db, payment_id)
 
     async def look(
-        self, payment_id: str, source: Source, *, public: bool = False
+        self, payment_id: str, source: Source, *, public: bool = False, tx_id: str | None = None
     ) -> tuple[Order, Observation | None]:
         """A door's way in: the order with this paymentId (`OrderNotFound` when none; no
         PortOne call), then PortOne's payment applied to it, unless the door is `public`
@@ -125,18 +125,26 @@ class PaymentSync:
             raise OrderNotFound(f"no order has paymentId {payment_id}")
         if public and order.status not in WITHOUT_MONEY:
             return order, None
-        observation = await self.sync(payment_id, source, seen=order)
+        observation = await self.sync(payment_id, source, seen=order, tx_id=tx_id)
         return observation.order, observation
 
     async def sync(
-        self, payment_id: str, source: Source, seen: Order | None = None, *, fresh: bool = False
+        self,
+        payment_id: str,
+        source: Source,
+        seen: Order | None = None,
+        *,
+        fresh: bool = False,
+        tx_id: str | None = None,
     ) -> Observation:
         """Fetch PortOne's truth (no transaction open), then apply it (to `seen`, if given:
         the order as the caller just read it).
 
         A completion shares a read in flight for the same payment, or reuses a recent one
-        that left the order without money (`app.payments.single_flight`), unless `fresh`;
-        every other source reads afresh, and its outcome is what completions reuse next.
+        that left the order without money (`app.payments.single_flight`), unless `fresh`,
+        or unless it shows another attempt than the browser's `tx_id` (a customer who paid
+        again a moment after a failed attempt); every other source reads afresh, and its
+        outcome is what completions reuse next.
         """
 
         async def read_and_apply() -> Observation:
@@ -144,7 +152,10 @@ class PaymentSync:
             return await self.apply(payment_id, payment, source, seen)
 
         if source == Source.COMPLETE and not fresh:
-            return await self._reads.shared(payment_id, read_and_apply)
+            observation = await self._reads.shared(payment_id, read_and_apply)
+            shown = observation.payment.transaction_id
+            if tx_id is None or shown is None or shown == tx_id:
+                return observation
         return await self._reads.fresh(payment_id, read_and_apply)
 
     async def apply_read(self, payment_id: str, payment: Payment, source: Source) -> Observation:

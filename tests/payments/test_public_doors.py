@@ -196,3 +196,27 @@ async def test_a_bad_webhook_signature_is_refused_before_any_database_work(
     assert_problem(response, 400, "WEBHOOK_SIGNATURE_INVALID")
     assert touched == []
     assert not portone.calls
+
+
+async def test_a_new_attempt_a_moment_after_a_failed_one_is_read_afresh(
+    client: httpx.AsyncClient, portone: respx.MockRouter
+) -> None:
+    order = await create_order(client, amount=10_000)
+    payment_id = order["paymentId"]
+    failed = payment_body(payment_id, status="FAILED", transactionId="tx-declined")
+    paid = payment_body(payment_id, transactionId="tx-second-card")
+    route = portone.get(f"/payments/{payment_id}").mock(
+        side_effect=[httpx.Response(200, json=failed), httpx.Response(200, json=paid)]
+    )
+
+    declined = await client.post(
+        "/payments/complete", json={"paymentId": payment_id, "txId": "tx-declined"}
+    )
+    second = await client.post(
+        "/payments/complete", json={"paymentId": payment_id, "txId": "tx-second-card"}
+    )
+
+    assert_problem(declined, 409, "PAYMENT_NOT_PAID")
+    assert second.status_code == 200, second.text
+    assert second.json()["status"] == "PAID"
+    assert route.call_count == 2
