@@ -74,19 +74,33 @@ class SingleFlight(Generic[T]):
     def _reuse(self) -> float:
         return REUSE_SECONDS if self._reuse_seconds is None else self._reuse_seconds
 
-    async def shared(self, key: str, read: Callable[[], Awaitable[T]]) -> T:
-        """The outcome of a read of `key`: reused, joined, or this caller's own."""
+    async def shared(
+        self,
+        key: str,
+        read: Callable[[], Awaitable[T]],
+        *,
+        answers: Callable[[T], bool] | None = None,
+    ) -> T:
+        """The outcome of a read of `key`: reused, joined, or this caller's own. An outcome
+        of another caller's read that does not `answer` this caller is not taken: the caller
+        reads afresh."""
         now = self._clock()
         recent = self._recent.get(key)
         if recent is not None and recent.reusable and now - recent.began < self._reuse:
-            return recent.replay()
+            if answers is None or recent.result is None or answers(recent.result):
+                return recent.replay()
+            return await self.fresh(key, read)
         flight = self._flights.get(key)
-        if flight is None or now - flight[0] >= self._reuse:
+        joined = flight is not None and now - flight[0] < self._reuse
+        if flight is None or not joined:
             flight = (now, asyncio.ensure_future(read()))
             self._flights[key] = flight
             flight[1].add_done_callback(lambda done: self._landed(key, flight, done))
         # Shielded: a caller that goes away does not cancel the read the others wait on.
-        return await asyncio.shield(flight[1])
+        result = await asyncio.shield(flight[1])
+        if joined and answers is not None and not answers(result):
+            return await self.fresh(key, read)
+        return result
 
     async def fresh(self, key: str, read: Callable[[], Awaitable[T]]) -> T:
         """A read of its own (a webhook's, the reconciler's), which the public doors then

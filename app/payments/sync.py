@@ -151,11 +151,12 @@ class PaymentSync:
             payment = await self._portone.get_payment(payment_id)
             return await self.apply(payment_id, payment, source, seen)
 
-        if source == Source.COMPLETE and not fresh:
-            observation = await self._reads.shared(payment_id, read_and_apply)
+        def answers(observation: Observation) -> bool:
             shown = observation.payment.transaction_id
-            if tx_id is None or shown is None or shown == tx_id:
-                return observation
+            return tx_id is None or shown is None or shown == tx_id
+
+        if source == Source.COMPLETE and not fresh:
+            return await self._reads.shared(payment_id, read_and_apply, answers=answers)
         return await self._reads.fresh(payment_id, read_and_apply)
 
     async def apply_read(self, payment_id: str, payment: Payment, source: Source) -> Observation:
