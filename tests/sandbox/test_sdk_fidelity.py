@@ -23,7 +23,10 @@ from fastapi import FastAPI
 from portone_server_sdk import PaymentClient
 from portone_server_sdk.common import PageInput
 from portone_server_sdk.errors import (
+    AlreadyPaidError,
     CancellableAmountConsistencyBrokenError,
+    InformationMismatchError,
+    InvalidPaymentTokenError,
     PaymentAlreadyCancelledError,
     PaymentNotFoundError,
     UnauthorizedError,
@@ -37,6 +40,7 @@ from portone_server_sdk.payment import (
     PaymentFilterInput,
     PaymentMethodCard,
     PaymentMethodVirtualAccount,
+    ReadyPayment,
     SucceededPaymentCancellation,
     VirtualAccountIssuedPayment,
 )
@@ -61,7 +65,6 @@ pytestmark = pytest.mark.slow
 
 AMOUNT = 10_000
 PARTIAL = 3_000
-# PortOne's API reference sits beside the repository, in the project's shared folder.
 
 
 @dataclass
@@ -78,9 +81,19 @@ class Shop:
         payment_id: str = response.json()["paymentId"]
         return payment_id
 
-    def act(self, payment_id: str, action: str, body: dict[str, Any] | None = None) -> None:
+    def act(
+        self, payment_id: str, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         response = self.http.post(f"/sandbox/payments/{payment_id}/{action}", json=body)
         assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def authorized(self, payment_id: str, amount: int = AMOUNT) -> str:
+        """The customer pays on a channel with manual confirmation: the payment's token."""
+        answer = self.act(payment_id, "pay", {"confirm": "MANUAL", "amount": amount})
+        token: str = answer["paymentToken"]
+        return token
 
 
 @pytest.fixture
@@ -293,6 +306,40 @@ def test_sdk_filters_the_payment_list_by_status_change_time(shop: Shop, sdk: Pay
     assert changed.page.total_count == 1
 
 
+def test_sdk_confirms_a_manually_confirmed_payment_once(shop: Shop, sdk: PaymentClient) -> None:
+    payment_id = shop.order()
+    token = shop.authorized(payment_id)
+    assert isinstance(sdk.get_payment(payment_id=payment_id), ReadyPayment)
+
+    summary = sdk.confirm_payment(
+        payment_id=payment_id,
+        payment_token=token,
+        total_amount=AMOUNT,
+        currency="KRW",
+        is_test=False,
+    )
+
+    paid = sdk.get_payment(payment_id=payment_id)
+    assert isinstance(paid, PaidPayment)
+    assert summary.pg_tx_id == paid.transaction_id
+    with pytest.raises(AlreadyPaidError):
+        sdk.confirm_payment(payment_id=payment_id, payment_token=token, total_amount=AMOUNT)
+
+
+def test_sdk_raises_portones_refusals_of_a_confirmation_and_nothing_is_charged(
+    shop: Shop, sdk: PaymentClient
+) -> None:
+    payment_id = shop.order()
+    token = shop.authorized(payment_id, amount=AMOUNT // 100)
+
+    with pytest.raises(InformationMismatchError):
+        sdk.confirm_payment(payment_id=payment_id, payment_token=token, total_amount=AMOUNT)
+    with pytest.raises(InvalidPaymentTokenError):
+        sdk.confirm_payment(payment_id=payment_id, payment_token="ptkn_forged")
+
+    assert isinstance(sdk.get_payment(payment_id=payment_id), ReadyPayment)
+
+
 def test_sdk_raises_payment_not_found_for_an_unknown_payment(sdk: PaymentClient) -> None:
     with pytest.raises(PaymentNotFoundError):
         sdk.get_payment(payment_id="pay_unknown")
@@ -473,6 +520,24 @@ def test_emulator_payment_bodies_are_valid_against_the_reference(
 
     assert _errors(openapi, "Payment", body) == []
     assert _errors(openapi, "GetPaymentsResponse", listed) == []
+
+
+def test_emulator_confirmation_answers_are_valid_against_the_reference(
+    shop: Shop, settings: Settings, openapi: dict[str, Any]
+) -> None:
+    auth = {"Authorization": f"PortOne {settings.api_secret}"}
+    payment_id = shop.order()
+    token = shop.authorized(payment_id)
+    path = f"/sandbox/portone/payments/{payment_id}/confirm"
+
+    forged = shop.http.post(path, json={"paymentToken": "ptkn_forged"}, headers=auth)
+    confirmed = shop.http.post(path, json={"paymentToken": token}, headers=auth)
+    again = shop.http.post(path, json={"paymentToken": token}, headers=auth)
+
+    assert (forged.status_code, confirmed.status_code, again.status_code) == (400, 200, 409)
+    assert _errors(openapi, "ConfirmedPaymentSummary", confirmed.json()) == []
+    assert _errors(openapi, "ConfirmPaymentError", forged.json()) == []
+    assert _errors(openapi, "ConfirmPaymentError", again.json()) == []
 
 
 def test_emulator_error_bodies_are_valid_against_the_reference(

@@ -4,7 +4,8 @@
 
 The tests check the emulator's and the mocks' payloads against PortOne's own schemas. The
 full document is 1.5 MB; this keeps the schemas those checks reach (payments, their
-listing, cancellations and the errors of both) and every schema they refer to.
+listing, cancellations, manual confirmation, and the errors of each) and every schema
+they refer to.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ ROOTS = (
     "GetPaymentError",
     "CancelPaymentResponse",
     "CancelPaymentError",
+    "ConfirmPaymentBody",
+    "ConfirmedPaymentSummary",
+    "ConfirmPaymentError",
 )
 
 
