@@ -46,7 +46,14 @@ class Database:
         """`work` on a connection of its own (the harness is synchronous between runs)."""
 
         async def connected() -> T:
-            connection = await asyncpg.connect(self.url)
+            for wait in (0.5, 1, 2, 4, 8, 15, 30):
+                try:
+                    connection = await asyncpg.connect(self.url)
+                    break
+                except asyncpg.TooManyConnectionsError:  # a neighbour's tests, for a moment
+                    await asyncio.sleep(wait)
+            else:
+                connection = await asyncpg.connect(self.url)
             try:
                 return await work(connection)
             finally:

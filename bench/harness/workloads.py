@@ -55,6 +55,7 @@ class Bench:
     runs: list[dict[str, Any]] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
     rss_after_round: list[dict[str, int]] = field(default_factory=list)
+    best_rps: dict[tuple[str, int], float] = field(default_factory=dict)
     latency: int = -1
 
     def set_latency(self, ms: int) -> None:
@@ -63,15 +64,11 @@ class Bench:
             self.latency = ms
 
     def requests_for(self, workload: str, seconds: float) -> int:
-        """Fresh orders enough for a run: twice the best rate any target has shown here (the
-        machine's speed moves between rounds; a run that wraps around measures repeats)."""
-        measured = [
-            r["rps"]
-            for r in self.runs
-            if (r["workload"], r["latency_ms"]) == (workload, self.latency)
-        ]
-        rps = max(measured) if measured else EXPECTED_RPS[self.latency]
-        return int(rps * seconds * 2) + 300
+        """Fresh orders enough for a run: three times the best rate any target has shown here,
+        warm-ups included (the machine's speed moves by that much between runs on a shared
+        machine; a run that wraps around measures repeats)."""
+        rps = self.best_rps.get((workload, self.latency), EXPECTED_RPS[self.latency])
+        return int(rps * seconds * 3) + 300
 
     def prepare(self, target_name: str, workload: str, seconds: float) -> Requests:
         """The requests of one run of `workload`, with its orders made first."""
@@ -156,14 +153,17 @@ class Bench:
                     "ok": result["requests"] - result["status_errors"],
                 }
             )
-        if result["wrapped"] and workload in ("first", "webhook"):
+        key = (workload, self.latency)
+        self.best_rps[key] = max(self.best_rps.get(key, 0.0), run["rps"])
+        wrapped = result["wrapped"] and workload in ("first", "webhook")
+        if wrapped:
             # Its later requests were repeats, which are cheaper: not a figure of this workload.
             print(f"  ! {target_name} {workload}: ran out of fresh orders; left out", flush=True)
-            record = False
-        if record:
+        if record and not wrapped:
             self.runs.append(run)
         print(
-            f"  {'r' + str(round_no) if record else '--'} {target_name:8} {WORKLOADS[workload]:26} "
+            f"  {'r' + str(round_no) if record and not wrapped else '--'} {target_name:8} "
+            f"{WORKLOADS[workload]:26} "
             f"{run['latency_ms']:>3} ms  {run['rps']:8.0f} req/s  "
             f"p50 {run['p50_ms']:6.1f}  p99 {run['p99_ms']:6.1f} ms  "
             f"{run['cpu_ms_per_request']:.2f} CPU ms/req ({run['system_cpu_share']:.0%} sys)  "
@@ -172,20 +172,30 @@ class Bench:
             f"errors {errors}",
             flush=True,
         )
+        if wrapped and record:  # again, with orders enough for the rate just seen
+            return self.measure(target_name, workload, round_no=round_no, seconds=seconds)
         return run
 
-    def round(self, round_no: int, workloads: list[str], latencies: list[int]) -> None:
+    def round(
+        self, round_no: int, figures: list[tuple[str, int]], seconds: float | None = None
+    ) -> None:
+        """One interleaved round: first-time completions at PortOne latency 0 on both, then
+        `figures`, the other (workload, latency) runs of this round, `seconds` long."""
         # Alternate who goes first, so neither always runs on a warmer (or fuller) database.
         order = ["service", "minimal"] if round_no % 2 else ["minimal", "service"]
-        for latency in latencies:
-            self.set_latency(latency)
-            for workload in workloads:
-                if workload == "repeat" and latency:
-                    continue  # a repeated completion makes no PortOne call: latency is moot
-                for name in order + (["sample"] if workload == "first" else []):
-                    self.measure(name, workload, round_no=round_no)
         self.set_latency(0)
-        self.measure("constant", "constant", round_no=round_no)
+        for name in order:
+            self.measure(name, "first", round_no=round_no)
+        for workload, latency in figures:
+            self.set_latency(latency)
+            names = order + (["sample"] if workload == "first" else [])
+            if (workload, latency) == ("first", 0):
+                names = ["sample"]  # measured on both above
+            for name in names:
+                self.measure(name, workload, round_no=round_no, seconds=seconds)
+        self.set_latency(0)
+        if figures:
+            self.measure("constant", "constant", round_no=round_no, seconds=seconds)
         self.rss_after_round.append(
             {name: sample(t.process.pid).rss for name, t in self.targets.items()}
         )
