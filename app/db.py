@@ -1,21 +1,25 @@
-"""The tables' metadata, the engine, and the one way a statement reaches Postgres.
+"""The tables' metadata, the connections, and the one way a statement reaches Postgres.
 
 Every statement is SQLAlchemy Core, built from the table definitions. A `Query` compiles
-it once for asyncpg and runs the compiled text on a connection borrowed from the
-engine's pool: SQLAlchemy's per-execution machinery (execution context, result objects,
-a greenlet hop per call) cost more CPU than the rest of a payment request together.
+it once for asyncpg and runs the compiled text on a connection borrowed from asyncpg's
+own pool: SQLAlchemy's per-execution machinery (execution context, result objects, a
+greenlet hop per call) cost more CPU than the rest of a payment request together, and
+its pool's checkout and return more than asyncpg's. The engine stays for what speaks
+SQLAlchemy's connections: alembic, and the readiness check through it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import ColumnElement, MetaData, any_
+from sqlalchemy import ColumnElement, MetaData, any_, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
@@ -23,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import UserDefinedType
-from sqlalchemy.util import greenlet_spawn
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -103,51 +106,117 @@ class Query:
         return status
 
 
-def new_engine(url: str, *, pool_size: int = 30) -> AsyncEngine:
-    # A pool as large as the concurrency it serves: overflow connections are closed on
-    # return, and reopening them (TLS included) under load costs more than idle ones.
-    # A third more may open for bursts (and close again).
+CONNECT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 15.0
+ACQUIRE_TIMEOUT = 5.0
+
+
+def new_engine(url: str) -> AsyncEngine:
+    """SQLAlchemy's engine, for what needs its connections (the readiness check through
+    alembic); a connection or two is all that takes."""
     return create_async_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=pool_size // 3,
-        pool_timeout=5.0,
-        connect_args={"timeout": 5.0, "command_timeout": 15.0},
+        pool_size=1,
+        max_overflow=2,
+        pool_timeout=ACQUIRE_TIMEOUT,
+        connect_args={"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT},
     )
 
 
-class Database:
-    """Connections from the engine's pool, as asyncpg connections."""
+def new_pool(url: str, *, size: int) -> asyncpg.Pool:
+    """asyncpg's pool for `url` (not yet opened: `await` it), connecting as the engine
+    would: the same URL options, the same JSON codecs.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    As large as the concurrency it serves, its connections kept open once opened:
+    reopening them (TLS included) under load costs more than keeping idle ones, and
+    asyncpg's timer for idle connections costs CPU on every borrow. None is opened before
+    it is needed, so the service starts while the database is down.
+    """
+    _, options = DIALECT.create_connect_args(make_url(url))  # type: ignore[no-untyped-call]
+    for adapter_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        options.pop(adapter_only, None)
+    return asyncpg.create_pool(
+        **options,
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=COMMAND_TIMEOUT,
+        min_size=0,
+        max_size=size,
+        max_inactive_connection_lifetime=0,
+        init=_json_codecs,
+        reset=_clean,
+    )
+
+
+async def _json_codecs(connection: asyncpg.Connection) -> None:
+    # As SQLAlchemy's asyncpg dialect sets them: its bind processors, which `Query` runs,
+    # hand JSON over as text, and rows arrive decoded.
+    await connection.set_type_codec(
+        "json",
+        encoder=str.encode,
+        decoder=lambda b: json.loads(b.decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=lambda s: b"\x01" + s.encode(),
+        decoder=lambda b: json.loads(b[1:].decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def _clean(connection: asyncpg.Connection) -> None:
+    """Nothing to undo when a connection goes back: the service leaves no session state
+    (an advisory lock is released before its connection goes back), so asyncpg's reset
+    query, a round trip per borrow, is left out. asyncpg still rolls back a transaction
+    left open, and closes the connection if that fails."""
+
+
+class Database:
+    """Connections from asyncpg's pool; the engine for what needs SQLAlchemy's own."""
+
+    def __init__(self, pool: asyncpg.Pool, engine: AsyncEngine) -> None:
+        self.pool = pool
         self.engine = engine
 
-    @asynccontextmanager
-    async def connect(self) -> AsyncIterator[asyncpg.Connection]:
-        """An asyncpg connection borrowed from the pool (one number of connections to size);
-        straight from the pool, as a `Connection` around it costs CPU on every borrow."""
-        engine = self.engine
-        dbapi_error = engine.dialect.loaded_dbapi.Error
-        try:
-            pooled = await engine.raw_connection()
-        except dbapi_error as exc:  # opening a connection failed: wrapped as connect() does
-            error = sa_exc.DBAPIError.instance(None, None, exc, dbapi_error, dialect=engine.dialect)
-            raise error from exc
-        driver = pooled.driver_connection
-        assert isinstance(driver, asyncpg.Connection)
-        try:
-            yield driver
-        finally:
-            # asyncpg's errors bypass SQLAlchemy: a dead connection, or one whose rollback
-            # was itself cut short, must not go back to the pool. (Both may do I/O, hence
-            # the greenlet SQLAlchemy's sync pool needs for it.)
-            dead = driver.is_closed() or driver.is_in_transaction()
-            await greenlet_spawn(pooled.invalidate if dead else pooled.close)
+    def connect(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return _Borrowed(self.pool)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         async with self.connect() as db, db.transaction():
             yield db
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.pool.close(), CLOSE_SECONDS)
+        except TimeoutError:
+            self.pool.terminate()
+        await self.engine.dispose()
+
+
+CLOSE_SECONDS = 10.0
+
+
+class _Borrowed:
+    """A connection of the pool for the block. Waiting for one gives up after
+    ACQUIRE_TIMEOUT (`TimeoutError`: the database is unavailable); asyncpg's own timeout
+    would run the borrow as a task of its own, every time."""
+
+    __slots__ = ("_connection", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        async with asyncio.timeout(ACQUIRE_TIMEOUT):
+            self._connection = await self._pool.acquire()
+        # The pool's proxy forwards every method of a connection.
+        return cast(asyncpg.Connection, self._connection)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._pool.release(self._connection)
 
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"

@@ -16,7 +16,7 @@ import httpx
 
 from app import metrics, tls
 from app.config import Settings
-from app.db import Database, migration_head, new_engine
+from app.db import Database, migration_head, new_engine, new_pool
 from app.orders.service import Orders
 from app.outbox.delivery import EventDelivery
 from app.outbox.service import OutboxEvents
@@ -79,9 +79,8 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set")
-    engine = new_engine(
-        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
-    )
+    url = settings.database_url.get_secret_value()
+    database = Database(await new_pool(url, size=settings.database_pool_size), new_engine(url))
     http = new_http_client(
         portone_base_url or settings.api_base_url,
         settings.api_secret,
@@ -90,7 +89,6 @@ async def open_services(
         verify=tls.context(),
     )
     try:
-        database = Database(engine)
         cap = Cap(settings.portone_max_in_flight, on_wait=metrics.portone_waits.inc)
         portone = PortOneClient(
             http, store_id=settings.store_id, cap=cap, observe=metrics.observe_portone
@@ -135,4 +133,4 @@ async def open_services(
         )
     finally:
         await http.aclose()
-        await engine.dispose()
+        await database.close()
