@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 from pydantic.alias_generators import to_camel
+from starlette.responses import Response
 
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    def answer(self) -> Response:
+        """This body as a 200 answer, serialized once. A route returning it names the model as
+        its `response_model` for the document; FastAPI would otherwise validate again what
+        the code has just built, then serialize it."""
+        return Response(self.model_dump_json(by_alias=True), media_type="application/json")
 
 
 class StrictApiModel(ApiModel):

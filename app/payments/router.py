@@ -50,6 +50,7 @@ class CompleteRequest(ApiModel):
 
 @router.post(
     "/payments/complete",
+    response_model=PaymentResult,
     responses=problem_responses(
         OrderNotFound,
         PaymentNotPaid,
@@ -61,14 +62,14 @@ class CompleteRequest(ApiModel):
         503,
     ),
 )
-async def complete(body: CompleteRequest, completion: CompletionDep) -> PaymentResult:
+async def complete(body: CompleteRequest, completion: CompletionDep) -> Response:
     """The payment's outcome once PortOne was asked (and, with `paymentToken`, once the
     payment was confirmed at PortOne on the order's terms): 200 when the order ends PAID
     or AWAITING_DEPOSIT, else the problem that says why."""
     order = await completion.complete(
         body.payment_id, payment_token=body.payment_token, tx_id=body.tx_id
     )
-    return PaymentResult.of(order)
+    return PaymentResult.of(order).answer()
 
 
 @router.get(
@@ -137,6 +138,7 @@ class WebhookAck(ApiModel):
 
 @router.post(
     "/webhooks/portone",
+    response_model=WebhookAck,
     responses=problem_responses(
         WebhookSignatureInvalid, WebhookPayloadInvalid, PayloadTooLarge, 502, 503
     ),
@@ -149,6 +151,7 @@ class WebhookAck(ApiModel):
         },
     },
 )
-async def portone_webhook(request: Request, inbox: InboxDep) -> WebhookAck:
+async def portone_webhook(request: Request, inbox: InboxDep) -> Response:
     """PortOne's notification; its claims are checked against a fresh fetch, never trusted."""
-    return WebhookAck(outcome=await inbox.receive(request.headers, await request.body()))
+    outcome = await inbox.receive(request.headers, await request.body())
+    return WebhookAck.model_construct(outcome=outcome).answer()
