@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from app.portone.errors import PaymentNotFound
 
 REUSE_SECONDS = 1.0
-SWEEP_ABOVE = 1024  # remembered outcomes, before the expired ones are dropped
+SWEEP_ABOVE = 1024  # remembered outcomes, before the expired ones are first dropped
 
 
 T = TypeVar("T")
@@ -69,6 +69,7 @@ class SingleFlight(Generic[T]):
         self._clock = clock
         self._flights: dict[str, tuple[float, asyncio.Future[T]]] = {}
         self._recent: dict[str, _Remembered[T]] = {}
+        self._sweep_above = SWEEP_ABOVE
 
     @property
     def _reuse(self) -> float:
@@ -134,7 +135,10 @@ class SingleFlight(Generic[T]):
         if outcome.error is None and not self._waiting(outcome.replay()):
             outcome = _Remembered(outcome.began, None, None)  # the order answers itself
         self._recent[key] = outcome
-        if len(self._recent) > SWEEP_ABOVE:
+        if len(self._recent) > self._sweep_above:
             now = self._clock()
             for stale in [k for k, r in self._recent.items() if now - r.began >= self._reuse]:
                 del self._recent[stale]
+            # Twice what is still fresh: above SWEEP_ABOVE outcomes a second, a fixed bound
+            # would sweep on every read.
+            self._sweep_above = max(SWEEP_ABOVE, 2 * len(self._recent))
