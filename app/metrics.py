@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -113,6 +114,25 @@ def exposition() -> bytes:
     return generate_latest(registry)
 
 
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    counted, timed = _request_series(route, method, status)
+    counted.inc()
+    timed.observe(seconds)
+
+
+@cache
+def _request_series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """A request's series, looked up once: `labels()` takes a lock and builds its key on
+    every call. Route templates, methods and statuses are few."""
+    return http_requests.labels(route, method, str(status)), http_duration.labels(route, method)
+
+
 def observe_portone(operation: str, status: str, seconds: float) -> None:
-    portone_requests.labels(operation, status).inc()
-    portone_duration.labels(operation).observe(seconds)
+    counted, timed = _portone_series(operation, status)
+    counted.inc()
+    timed.observe(seconds)
+
+
+@cache
+def _portone_series(operation: str, status: str) -> tuple[Counter, Histogram]:
+    return portone_requests.labels(operation, status), portone_duration.labels(operation)

@@ -56,15 +56,15 @@ class RequestContext:
             finally:
                 elapsed = time.perf_counter() - started
                 route = getattr(scope.get("route"), "path", "unmatched")
-                metrics.http_requests.labels(route, scope["method"], str(status)).inc()
-                metrics.http_duration.labels(route, scope["method"]).observe(elapsed)
-                logger.info(
-                    "%s %s %s",
-                    scope["method"],
-                    route,
-                    status,
-                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
-                )
+                metrics.observe_request(route, scope["method"], status, elapsed)
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(
+                        "%s %s %s",
+                        scope["method"],
+                        route,
+                        status,
+                        extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+                    )
 
 
 class PublicCors:
