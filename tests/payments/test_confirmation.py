@@ -94,9 +94,8 @@ async def test_a_token_portone_does_not_know_is_refused_and_the_order_stays_pend
 
     response = await complete(client, order, "ptkn_forged")
 
-    assert (
-        assert_problem(response, 409, "PAYMENT_NOT_CONFIRMED")["reason"] == "INVALID_PAYMENT_TOKEN"
-    )
+    problem = assert_problem(response, 409, "PAYMENT_NOT_CONFIRMED")
+    assert problem["reason"] == "INVALID_PAYMENT_TOKEN"
     assert emulated.emulator.get(order["paymentId"]).status == "READY"
     assert (await order_row(db, order["orderId"]))["status"] == "PENDING"
 
