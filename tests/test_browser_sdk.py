@@ -17,6 +17,12 @@ the order the shop's backend created and handed to the page. Each block is compi
 with each real checkout (every setting, none), so it must not rely on a parameter that may
 be absent. Anything else it uses it imports, from "@portone/browser-sdk/v2" only.
 
+So is the demo page's stand-in for the SDK (`app/sandbox/assets/portone-standin.js`), as
+JavaScript checked by its JSDoc: its `PortOne` is typed as the SDK's `requestPayment`, so
+what it resolves (a `paymentToken` on a channel with manual confirmation) is a
+`PaymentResponse` as the SDK defines it. The page's own helpers it calls are declared
+beside it (`DEMO_PAGE`).
+
 The same `tsc` run must refuse checkouts broken the ways docs/contract.md forbids (a parameter
 sent as null, a currency that is no currency code, an amount as text): the harness is known
 to catch a regression. The SDK's types also accept PortOne's old `CURRENCY_KRW`, which the
@@ -47,10 +53,18 @@ from tests.typescript import OUTSIDE, Source, Verdict
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 MARKER = "<!-- type-checked against @portone/browser-sdk -->"
 FENCES = frozenset({"```js", "```ts", "```javascript", "```typescript"})
 BASE_URL = "https://payments.example.com"
+STAND_IN = "app/sandbox/assets/portone-standin.js"
+# What the stand-in uses of the page's own script (app/sandbox/assets/demo.js).
+DEMO_PAGE = """\
+type Answer = { ok: boolean; status: number; body: any };
+declare function post(url: string, body?: unknown): Promise<Answer>;
+declare function inEnglish(text: string | undefined, fallback: string): string;
+"""
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "every_setting": {"portone_channel_key": "channel-key-test", "public_base_url": BASE_URL},
@@ -125,7 +139,8 @@ def broken_file(case: str) -> str:
 
 
 BLOCKS = marked_blocks(README.read_text(encoding="utf-8"))
-COMPILED = [checkout_file(setting) for setting in SETTINGS] + [
+COMPILED = ["portone-standin.js", "demo-page.d.ts"]
+COMPILED += [checkout_file(setting) for setting in SETTINGS] + [
     readme_file(block, setting) for block in BLOCKS for setting in SETTINGS
 ]
 
@@ -169,6 +184,10 @@ def sources(checkouts: dict[str, dict[str, Any]]) -> dict[str, Source]:
         readme_block(block, setting, checkout)
         for block in BLOCKS
         for setting, checkout in checkouts.items()
+    ]
+    every += [
+        Source("portone-standin.js", (ROOT / STAND_IN).read_text(encoding="utf-8"), STAND_IN),
+        Source("demo-page.d.ts", DEMO_PAGE),
     ]
     every += [
         request_payment(broken_file(case), checkouts["every_setting"] | {parameter: value})
