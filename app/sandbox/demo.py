@@ -113,6 +113,7 @@ class ReconcilerPass(ApiModel):
     settled: int  # refunds, and compensations PortOne held, that it found settled
     failed: int
     compensated: int
+    closed: int  # orders closed at their expiry
     skipped: bool  # another pass was running
 
 

@@ -334,7 +334,8 @@ async def test_refund_portone_fails_without_a_webhook_is_found_by_the_reconciler
     await expect(page.locator("#order-status")).to_have_text("PAID")
     order = await order_on_screen(page, db)
     refunds = await db.fetch("SELECT status FROM refunds WHERE order_id = $1", order["id"])
-    assert "re-read 1 payment(s) from PortOne, changed 0 order(s) and found 1 refund(s)" in text
+    assert "re-read 1 payment(s) from PortOne, changed 0 order(s), found 1 refund(s)" in text
+    assert "closed 0 order(s) at their expiry" in text
     assert [r["status"] for r in refunds] == ["FAILED"]
     assert ("reconcile", "PAID", "PAID") in await sources(db, order["id"])
     assert (order["status"], order["refunded_amount"]) == ("PAID", 0)

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic.alias_generators import to_camel
 
 from app.config import Settings
 from app.main import create_app
+from app.reconcile import PassSummary
 from app.sandbox.state import Sandbox
 from tests.helpers import INTERNAL, age_order, create_order, make_settings, webhook_sender
 from tests.problem_details import assert_validation_failed
@@ -298,6 +301,23 @@ async def test_demo_checkout_creates_an_order_the_page_can_follow(shop: Sandboxe
     assert order["returnUrl"] is None
     assert completed.status_code == 200, completed.text
     assert followed.json()["order"]["status"] == "PAID"
+
+
+async def test_demo_reconciler_pass_tells_every_count_including_the_orders_it_closed(
+    shop: Sandboxed, db: asyncpg.Connection
+) -> None:
+    order = (await shop.client.post("/sandbox/checkout")).json()
+    await db.execute(
+        "UPDATE orders SET expires_at = now() - interval '1 second' WHERE id = $1",
+        order["orderId"],
+    )
+
+    answer = await shop.client.post("/sandbox/reconcile")
+
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) == {to_camel(f.name) for f in fields(PassSummary)}
+    assert answer.json()["closed"] == 1
+    assert (await shop.order(order["orderId"]))["status"] == "CANCELLED"
 
 
 @pytest.mark.parametrize("amount", [0, -1, 10**13, "100", 1.5])

@@ -185,12 +185,14 @@ async function reconcile() {
   if (!answer.ok) return say("error", problemText(answer));
   const pass = answer.body;
   record(`POST /sandbox/reconcile → ${answer.status}`,
-    `checked ${pass.checked}, changed ${pass.changed}, settled ${pass.settled}`);
+    `checked ${pass.checked}, changed ${pass.changed}, settled ${pass.settled}, closed ${pass.closed}`);
   if (pass.skipped) return say("reconciled", "Another reconciler pass was running; this one stepped aside.");
   say("reconciled", `The reconciler re-read ${pass.checked} payment(s) from PortOne, changed ${pass.changed} `
-    + `order(s) and found ${pass.settled} refund(s) or compensation(s) PortOne had settled. `
+    + `order(s), found ${pass.settled} refund(s) or compensation(s) PortOne had settled, and closed `
+    + `${pass.closed} order(s) at their expiry. `
     + "It looks only where something may have been missed (a payment still open, a refund still "
-    + "REQUESTED, a change PortOne lists); what it saw of this order shows as \"Reconciler\" in the timeline.");
+    + "REQUESTED, a change PortOne lists, an order past its expiresAt); what it saw of this order shows "
+    + "as \"Reconciler\" in the timeline.");
   await look(orderId);
   followUp(orderId);
 }
