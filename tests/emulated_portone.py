@@ -121,6 +121,6 @@ def _request(order: dict[str, Any], **changes: Any) -> PaymentRequest:
         amount=changes.get("amount", order["amount"]),
         currency=changes.get("currency", order["currency"]),
         method=changes.get("method", "CARD"),
-        channel_type="LIVE",
+        channel_type=changes.get("channel_type", "LIVE"),
         manual=changes.get("manual", False),
     )

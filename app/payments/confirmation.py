@@ -37,7 +37,8 @@ class Confirmation:
     ) -> None:
         self._portone = portone
         self._sync = sync
-        self._is_test = accept_test_payments
+        # Accepting test payments accepts live ones too: then PortOne checks neither.
+        self._is_test = None if accept_test_payments else False
         # Only joins a confirmation in flight: its outcome is never reused later.
         self._flights = SingleFlight[Observation](lambda _: False)
 

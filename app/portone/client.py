@@ -209,18 +209,20 @@ class PortOneClient:
         tx_id: str | None,
         total_amount: int,
         currency: str,
-        is_test: bool,
+        is_test: bool | None,
         idempotency_key: str,
     ) -> None:
         """Manual confirmation: PortOne charges the payment only if it matches these terms
-        (it refuses with INFORMATION_MISMATCH otherwise)."""
+        (it refuses with INFORMATION_MISMATCH otherwise); a term given as None is not
+        checked."""
         body: dict[str, Any] = {
             "storeId": self._store_id,
             "paymentToken": payment_token,
             "totalAmount": total_amount,
             "currency": currency,
-            "isTest": is_test,
         }
+        if is_test is not None:
+            body["isTest"] = is_test
         if tx_id is not None:
             body["txId"] = tx_id
         path = payment_path(payment_id, "confirm")

@@ -13,9 +13,17 @@ import httpx
 import pytest
 import respx
 
+from app.config import Settings
 from app.payments.confirmation import confirmation_key
 from tests.emulated_portone import EmulatedPortOne
-from tests.helpers import INTERNAL, create_order, events, order_row, portone_returns
+from tests.helpers import (
+    INTERNAL,
+    create_order,
+    events,
+    make_settings,
+    order_row,
+    portone_returns,
+)
 from tests.problem_details import assert_problem
 
 
@@ -67,6 +75,26 @@ async def test_a_token_is_confirmed_on_the_orders_terms_then_the_payment_is_veri
         "PENDING",
         "PAID",
     )
+
+
+class TestWhenTestPaymentsAreAccepted:
+    @pytest.fixture
+    def settings(self, database_url: str) -> Settings:
+        return make_settings(database_url, portone_accept_test_payments=True)
+
+    @pytest.mark.parametrize("channel_type", ["LIVE", "TEST"])
+    async def test_a_payment_on_either_channel_is_confirmed_without_is_test(
+        self, client: httpx.AsyncClient, emulated: EmulatedPortOne, channel_type: str
+    ) -> None:
+        order = await create_order(client, amount=10_000)
+        token = authorized(emulated, order, channel_type=channel_type)
+
+        response = await complete(client, order, token)
+
+        assert response.status_code == 200, response.text
+        [confirm] = emulated.calls("POST", "/confirm")
+        assert "isTest" not in json.loads(confirm.content)
+        assert emulated.emulator.get(order["paymentId"]).status == "PAID"
 
 
 async def test_a_tampered_amount_is_refused_by_portone_and_nothing_is_charged(
