@@ -28,20 +28,20 @@ class Recorded(APIRoute):
         handle = super().get_route_handler()
 
         async def recorded(request: Request) -> Response:
-            status = 500
+            status, refusal = 500, None
             key = request.headers.get("idempotency-key") if request.method == "POST" else None
             try:
                 response = await (_once(request, key, handle) if key else handle(request))
-                status = response.status_code
+                status, refusal = response.status_code, _refusal(response)
                 return response
             except EmulatorError as exc:
-                status = exc.status
+                status, refusal = exc.status, exc.type
                 raise
             finally:
                 payment_id = request.path_params.get("payment_id")
                 if payment_id is not None:
                     path = request.url.path.removeprefix(PREFIX)
-                    sandbox_of(request).called(payment_id, request.method, path, status)
+                    sandbox_of(request).called(payment_id, request.method, path, status, refusal)
 
         return recorded
 
@@ -71,6 +71,18 @@ async def _once(
         raise
     sandbox.answers[key] = Answer(path, utc_now(), response.status_code, bytes(response.body))
     return response
+
+
+def _refusal(response: Response) -> str | None:
+    """The `type` of PortOne's error body, when the answer is one (a replayed one too)."""
+    if response.status_code < 400:
+        return None
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        return None
+    refusal = body.get("type") if isinstance(body, dict) else None
+    return refusal if isinstance(refusal, str) else None
 
 
 # PortOne's API, not this service's: described by PortOne's own OpenAPI, not ours.

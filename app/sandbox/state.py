@@ -55,10 +55,14 @@ class Sandbox:
             del self.answers[stale]
         return self.answers.get(key)
 
-    def called(self, payment_id: str, method: str, path: str, status: int) -> None:
-        self.calls[payment_id].append(
-            {"at": rfc3339(utc_now()), "method": method, "path": path, "status": status}
-        )
+    def called(
+        self, payment_id: str, method: str, path: str, status: int, refusal: str | None = None
+    ) -> None:
+        """Note a call PortOne answered, with the `type` of its refusal, if it refused."""
+        call = {"at": rfc3339(utc_now()), "method": method, "path": path, "status": status}
+        if refusal is not None:
+            call["refusal"] = refusal
+        self.calls[payment_id].append(call)
 
     async def changed(self, payment: EmulatedPayment, webhooks: Sequence[str] = ()) -> None:
         """Keep the payment as it now is, then send the webhooks its change causes."""

@@ -226,6 +226,99 @@ async def test_tampered_amount_is_rejected_by_its_reason_and_compensated(
     assert (order["refunded_amount"], order["compensation_status"]) == (100, "DONE")
 
 
+async def emulated_payment(base_url: str, settings: Settings, payment_id: str) -> dict[str, Any]:
+    """The payment as the emulated PortOne holds it, read through its API."""
+    async with httpx.AsyncClient(base_url=base_url) as portone:
+        response = await portone.get(
+            f"/sandbox/portone/payments/{payment_id}",
+            headers={"Authorization": f"PortOne {settings.api_secret}"},
+        )
+    assert response.status_code == 200, response.text
+    payment: dict[str, Any] = response.json()
+    return payment
+
+
+def portone_calls(page: Page, text: str) -> Locator:
+    return page.locator("#portone-calls li").filter(has_text=text)
+
+
+@pytest.mark.parametrize("mobile", [False, True], ids=["popup", "redirect"])
+async def test_tampered_amount_on_a_manual_channel_is_refused_by_portone_and_nothing_is_charged(
+    mobile: bool, page: Page, base_url: str, settings: Settings, db: asyncpg.Connection
+) -> None:
+    await page.check("#confirm-manual")
+    await page.set_checked("#mobile", mobile)
+
+    await pay(page, "tampered")
+
+    text = await shown(page, "not-confirmed")
+    order = await order_on_screen(page, db)
+    payment = await emulated_payment(base_url, settings, order["payment_id"])
+    assert "PortOne refused to confirm the payment (INFORMATION_MISMATCH)" in text
+    assert "Nothing was charged" in text
+    confirm = f"POST /payments/{order['payment_id']}/confirm → 409 INFORMATION_MISMATCH"
+    await expect(portone_calls(page, confirm)).to_have_count(1)
+    await expect(portone_calls(page, "/cancel")).to_have_count(0)
+    await expect(page.locator("#order-status")).to_have_text("PENDING")
+    await expect(page.locator("#retry")).to_be_visible()
+    await expect(page.locator('[data-fact="Refunded"]')).to_have_count(0)
+    assert (payment["status"], payment["amount"]["paid"]) == ("READY", 0)
+    assert payment.get("cancellations", []) == []
+    assert (order["status"], order["refunded_amount"]) == ("PENDING", 0)
+    assert order["compensation_status"] is None
+
+
+async def test_tampered_amount_on_a_manual_channel_shows_what_the_service_asked(
+    page: Page,
+) -> None:
+    await page.check("#confirm-manual")
+
+    await pay(page, "tampered")
+
+    await shown(page, "not-confirmed")
+    await expect(timeline(page, "page", "paymentToken: authenticated")).to_have_count(1)
+    answer = timeline(page, "page", "POST /payments/complete with paymentToken → 409")
+    await expect(answer).to_contain_text("PAYMENT_NOT_CONFIRMED INFORMATION_MISMATCH")
+    await expect(timeline(page, "complete")).to_have_count(0)
+
+
+async def test_honest_payment_on_a_manual_channel_is_confirmed_at_portone_then_paid(
+    page: Page, base_url: str, settings: Settings, db: asyncpg.Connection
+) -> None:
+    await page.check("#confirm-manual")
+
+    await pay(page, "card")
+
+    text = await shown(page, "paid")
+    order = await order_on_screen(page, db)
+    payment = await emulated_payment(base_url, settings, order["payment_id"])
+    assert "Paid ₩10,000" in text
+    await expect(page.locator("#note")).to_contain_text("only when the service confirmed")
+    confirm = f"POST /payments/{order['payment_id']}/confirm → 200"
+    await expect(portone_calls(page, confirm)).to_have_count(1)
+    await expect(timeline(page, "complete", "PENDING → PAID")).to_have_count(1)
+    await expect(page.locator("#order-status")).to_have_text("PAID")
+    assert (payment["status"], payment["amount"]["paid"]) == ("PAID", 10_000)
+    assert order["status"] == "PAID"
+
+
+async def test_after_a_refused_confirmation_another_try_pays_the_same_order(
+    page: Page, db: asyncpg.Connection
+) -> None:
+    await page.check("#confirm-manual")
+    await pay(page, "tampered")
+    await shown(page, "not-confirmed")
+    refused = await order_on_screen(page, db)
+
+    await page.click("#retry")
+
+    assert "Paid ₩10,000" in await shown(page, "paid")
+    paid = await order_on_screen(page, db)
+    await expect(portone_calls(page, "/confirm → 200")).to_have_count(1)
+    assert (paid["id"], paid["status"]) == (refused["id"], "PAID")
+    assert await db.fetchval("SELECT count(*) FROM orders") == 1
+
+
 async def test_declined_card_is_shown_failed_and_the_order_stays_open(
     page: Page, db: asyncpg.Connection
 ) -> None:
@@ -399,6 +492,7 @@ async def test_buttons_are_disabled_while_a_payment_runs(
     for flow in FLOWS:
         await expect(page.locator(flow)).to_be_disabled()
     await expect(page.locator("#mobile")).to_be_disabled()
+    await expect(page.locator("#confirm-manual")).to_be_disabled()
     release.set()
     await shown(page, "paid")
     for flow in FLOWS:

@@ -39,6 +39,7 @@ async function retry() {
 async function attempt(checkout, flow) {
   // 2. The browser pays with the order's checkout parameters.
   paymentWindow.mobile = $("mobile").checked;
+  paymentWindow.manual = $("confirm-manual").checked;
   paymentWindow.cardDeclined = Boolean(flow.cardDeclined);
   say("busy", "Paying in PortOne's payment window…");
   const request = paymentRequest(checkout, flow);
@@ -51,31 +52,38 @@ async function attempt(checkout, flow) {
     followUp(current.orderId); // not awaited: the buttons are free again meanwhile
     return;
   }
-  // 3. The shop's server (this service) verifies the payment with PortOne.
+  // 3. The shop's server (this service) verifies the payment with PortOne; with a
+  // paymentToken it first confirms it there, on the order's terms.
   say("busy", "Verifying the payment with PortOne…");
-  const { paymentId, txId } = response;
-  let completed = await complete(paymentId, txId);
+  const { paymentId, txId, paymentToken } = response;
+  let completed = await complete(paymentId, txId, paymentToken);
   if (completed.body?.code === "PAYMENT_NOT_PAID" && completed.body.portoneStatus === "FAILED") {
     // PortOne's window paid, but the service may answer from its read of the failed try
     // before it for up to a second; it reads afresh after that.
     await sleep(1000);
-    completed = await complete(paymentId, txId);
+    completed = await complete(paymentId, txId, paymentToken);
   }
   const [state, text] = completed.ok ? verdict(completed.body) : problemVerdict(completed.body);
   say(state, text);
+  if (state === "paid" && paymentToken !== undefined) {
+    note("PortOne charged the card only when the service confirmed the payment with the order's amount "
+      + "(its …/confirm among PortOne's calls below).");
+  }
   await aftermath(state);
 }
 
-async function complete(paymentId, txId) {
-  const completed = await post("/payments/complete", { paymentId, txId });
-  record(`POST /payments/complete → ${completed.status}`, answerText(completed));
+async function complete(paymentId, txId, paymentToken) {
+  const completed = await post("/payments/complete", { paymentId, txId, paymentToken });
+  const token = paymentToken === undefined ? "" : " with paymentToken";
+  record(`POST /payments/complete${token} → ${completed.status}`, answerText(completed));
   return completed;
 }
 
 function responseText(response, flow) {
   if (response.code !== undefined) return `code ${response.code}: ${response.message}`;
   const forged = flow.totalAmount === undefined ? "" : `; totalAmount forged to ${money(flow.totalAmount)}`;
-  return `txId ${response.txId}${forged}`;
+  const token = response.paymentToken === undefined ? "" : "; paymentToken: authenticated, nothing charged yet";
+  return `txId ${response.txId}${forged}${token}`;
 }
 
 function answerText(answer) {
@@ -100,10 +108,12 @@ async function landed(query) {
   const timeline = await look(current.orderId);
   if (timeline === null) return say("error", "The order of this payment could not be read.");
   const status = query.get("status");
-  record(`back from GET /payments/return → status ${status}`, query.get("code") ?? "");
+  // A payment PortOne refused to confirm is left as it was: PENDING, nothing charged.
+  const refused = status === "PENDING" ? refusedConfirmation(timeline) : undefined;
+  record(`back from GET /payments/return → status ${status}`, query.get("code") ?? refused?.refusal ?? "");
   const [state, text] = status === "FAILED"
     ? failure(query.get("code"), query.get("message"))
-    : verdict({ ...timeline.order, status });
+    : refused ? notConfirmed(refused.refusal) : verdict({ ...timeline.order, status });
   say(state, `Back from PortOne's payment window (redirect). ${text}`);
   await aftermath(state);
 }
@@ -115,7 +125,8 @@ async function aftermath(state) {
     const refunded = await until(orderId, (t) => t.order.refundedAmount > 0);
     const amount = refunded && money(refunded.order.refundedAmount);
     note(refunded
-      ? `Compensated: the service cancelled the payment at PortOne; ${amount} went back to the customer.`
+      ? `Compensated: the service cancelled the payment at PortOne; ${amount} went back to the customer. `
+        + "On a channel with manual confirmation PortOne refuses such a payment before charging anything."
       : "The compensation is still under way; the reconciler retries it until PortOne confirms.");
   }
   followUp(orderId);
@@ -224,6 +235,11 @@ function problemVerdict(problem) {
   switch (problem?.code) {
     case "PAYMENT_REJECTED":
       return rejected(problem.reason);
+    case "PAYMENT_NOT_CONFIRMED":
+      return notConfirmed(problem.reason);
+    case "ORDER_CLOSED":
+      return ["failed", "The order is closed (cancelled, or past its expiry): the service asked PortOne to "
+        + "confirm nothing, and nothing was charged."];
     case "PAYMENT_NOT_PAID":
       return ["failed", `Not paid: PortOne shows the payment ${problem.portoneStatus ?? "nowhere"}.`];
     case "PORTONE_UNAVAILABLE":
@@ -238,6 +254,24 @@ function rejected(reason) {
 }
 
 const whyRejected = (reason) => REJECTIONS[reason] ?? "it failed verification";
+
+const REFUSALS = {
+  INFORMATION_MISMATCH: "the payment window authorized another amount, currency or test flag than the order's",
+  INVALID_PAYMENT_TOKEN: "the paymentToken is not the one PortOne gave for this payment",
+};
+
+function notConfirmed(reason) {
+  return ["not-confirmed", `PortOne refused to confirm the payment (${reason}): `
+    + `${REFUSALS[reason] ?? "PortOne gave its own reason"}. Nothing was charged, so nothing is refunded; `
+    + "the order stays open: \"Try again with another card\" pays it.\n"
+    + "On a channel with automatic confirmation the same payment is charged first, then rejected and refunded."];
+}
+
+// The service's last confirmation of the payment at PortOne, when PortOne refused it.
+function refusedConfirmation({ portoneCalls }) {
+  const last = portoneCalls.filter((c) => c.method === "POST" && c.path.endsWith("/confirm")).at(-1);
+  return last?.refusal === undefined ? undefined : last;
+}
 
 function failure(code, message) {
   const reason = inEnglish(message, DECLINED);
@@ -374,9 +408,13 @@ $("settle-failed").addEventListener("click", step(() => settle("FAILED")));
 $("reconcile").addEventListener("click", step(reconcile));
 $("refresh").addEventListener("click", () => current && look(current.orderId));
 
-// The switch outlives the trip to the payment window and back.
+// The switches outlive the trip to the payment window and back.
 $("mobile").checked = sessionStorage.getItem("mobile") === "true";
 $("mobile").addEventListener("change", () => sessionStorage.setItem("mobile", String($("mobile").checked)));
+$("confirm-manual").checked = sessionStorage.getItem("confirm") === "MANUAL";
+for (const channel of document.querySelectorAll('input[name="confirm"]')) {
+  channel.addEventListener("change", () => sessionStorage.setItem("confirm", channel.value));
+}
 
 // Coming back with the Back button restores the page as it was left: busy, leaving.
 window.addEventListener("pageshow", (event) => {

@@ -66,8 +66,9 @@ function renderRefunds(refunds) {
 }
 
 function renderActions(order, payment) {
-  // PortOne takes another attempt on a paymentId whose last one FAILED.
-  $("retry").hidden = order.status !== "PENDING" || payment?.status !== "FAILED";
+  // PortOne takes another attempt on a paymentId whose last one FAILED, or that it never
+  // charged (READY: a confirmation it refused).
+  $("retry").hidden = order.status !== "PENDING" || !["FAILED", "READY"].includes(payment?.status);
   $("deposit").hidden = order.status !== "AWAITING_DEPOSIT";
   $("settle").hidden = $("settle-failed").hidden = heldCancellation(payment) === undefined;
   const held = order.refunds.filter((r) => r.status === "REQUESTED");
@@ -158,7 +159,7 @@ function entryItem(entry) {
 function callItem(call) {
   return el("li", { "data-status": String(call.status) },
     el("time", { datetime: call.at }, clock(call.at)), " ",
-    el("code", {}, `${call.method} ${call.path}`), ` → ${call.status}`);
+    el("code", {}, `${call.method} ${call.path}`), ` → ${[call.status, call.refusal].filter(Boolean).join(" ")}`);
 }
 
 // ---- Looking again: webhooks reach the service a moment after PortOne's answer. ----
