@@ -303,6 +303,49 @@ async def test_demo_checkout_creates_an_order_the_page_can_follow(shop: Sandboxe
     assert followed.json()["order"]["status"] == "PAID"
 
 
+async def test_manual_payment_is_confirmed_by_the_completion_then_paid(shop: Sandboxed) -> None:
+    order = (await shop.client.post("/sandbox/checkout")).json()
+    authorized = await shop.act(order["paymentId"], "pay", confirm="MANUAL")
+
+    completed = await shop.client.post(
+        "/payments/complete",
+        json={"paymentId": order["paymentId"], "paymentToken": authorized["paymentToken"]},
+    )
+
+    assert authorized["status"] == "READY"
+    assert completed.status_code == 200, completed.text
+    assert completed.json()["status"] == "PAID"
+    assert (await shop.emulated(order["paymentId"]))["status"] == "PAID"
+
+
+async def test_demo_timeline_shows_the_confirmation_portone_refused_and_nothing_charged(
+    shop: Sandboxed,
+) -> None:
+    order = (await shop.client.post("/sandbox/checkout")).json()
+    authorized = await shop.act(order["paymentId"], "pay", confirm="MANUAL", amount=TAMPERED)
+
+    completed = await shop.client.post(
+        "/payments/complete",
+        json={"paymentId": order["paymentId"], "paymentToken": authorized["paymentToken"]},
+    )
+    timeline = (await shop.client.get(f"/sandbox/orders/{order['orderId']}")).json()
+
+    assert completed.status_code == 409, completed.text
+    assert completed.json()["code"] == "PAYMENT_NOT_CONFIRMED"
+    confirm = {
+        "method": "POST",
+        "path": f"/payments/{order['paymentId']}/confirm",
+        "status": 409,
+        "refusal": "INFORMATION_MISMATCH",
+    }
+    assert [call | {"at": None} for call in timeline["portoneCalls"]] == [confirm | {"at": None}]
+    assert (timeline["order"]["status"], timeline["portonePayment"]["status"]) == (
+        "PENDING",
+        "READY",
+    )
+    assert "cancellations" not in timeline["portonePayment"]
+
+
 async def test_demo_reconciler_pass_tells_every_count_including_the_orders_it_closed(
     shop: Sandboxed, db: asyncpg.Connection
 ) -> None:
