@@ -262,6 +262,9 @@ def database_unavailable(exc: BaseException) -> bool:
     now (retry), not that a query is wrong.
 
     It may come through SQLAlchemy (wrapped) or straight from asyncpg (`Database.connect`).
+    asyncpg's protocol out of step (`InternalClientError`) is Postgres ending a session
+    the pool held: its goodbye was read before the socket closed, and the next statement
+    finds the connection still in the operation the goodbye began (asyncpg then closes it).
     """
     if isinstance(exc, OSError | sa_exc.TimeoutError):
         return True
@@ -274,7 +277,7 @@ def database_unavailable(exc: BaseException) -> bool:
     else:
         causes = [exc]
     for cause in causes:
-        if isinstance(cause, asyncpg.InterfaceError | OSError):
+        if isinstance(cause, asyncpg.InterfaceError | asyncpg.InternalClientError | OSError):
             return True
         sqlstate = getattr(cause, "sqlstate", None)
         if isinstance(sqlstate, str) and (

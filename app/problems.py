@@ -165,6 +165,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PortOneApiError, _portone_api_error)
     # SQLAlchemy's errors, and asyncpg's own from the payment path's driver connection.
     database_errors = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError)
-    for db_error in (*database_errors, asyncpg.PostgresError, asyncpg.InterfaceError):
+    asyncpg_errors = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    for db_error in (*database_errors, *asyncpg_errors):
         app.add_exception_handler(db_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)

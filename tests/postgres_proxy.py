@@ -13,7 +13,7 @@ SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
 
 
-def _postgres_error(sqlstate: str, message: str) -> bytes:
+def postgres_error(sqlstate: str, message: str) -> bytes:
     """A FATAL ErrorResponse of Postgres's wire protocol."""
     fields = b"".join(
         kind + value.encode() + b"\0"
@@ -89,7 +89,7 @@ class PostgresProxy:
                 continue
             if self.mode == "restarting":
                 return
-            writer.write(_postgres_error("57P03", "the database system is shutting down"))
+            writer.write(postgres_error("57P03", "the database system is shutting down"))
             await writer.drain()
             return
 

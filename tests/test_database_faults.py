@@ -11,6 +11,7 @@ recovers without a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,9 +27,10 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from app.main import create_app
+from app.wiring import Services
 from tests.helpers import INTERNAL, make_settings, mocked_portone, signed_webhook
 from tests.portone_payloads import payment_body
-from tests.postgres_proxy import PostgresProxy
+from tests.postgres_proxy import PostgresProxy, postgres_error
 
 pytestmark = pytest.mark.slow
 
@@ -242,3 +244,31 @@ async def test_database_outage_under_load(
         assert again.json()["status"] == "PAID"
     orders = await _consistency(db)
     assert set(orders.values()) == {"PAID"}
+
+
+async def test_sessions_postgres_ended_in_the_pool_are_503s_until_fresh_ones_serve(
+    client: httpx.AsyncClient, proxied_app: FastAPI
+) -> None:
+    """Postgres restarting says goodbye to each session before it closes the socket; a
+    request that borrows an idle connection in between is a retryable 503, never a 500."""
+    assert (await client.get("/orders", headers=INTERNAL)).status_code == 200
+    services: Services = proxied_app.state.services
+    idle = services.database.pool.get_idle_size()
+    assert idle > 0
+    protocols = []
+    async with contextlib.AsyncExitStack() as borrowed:
+        for _ in range(idle):
+            connection = await borrowed.enter_async_context(services.database.connect())
+            protocols.append(connection._protocol)  # type: ignore[attr-defined]
+    goodbye = postgres_error("57P01", "terminating connection due to administrator command")
+    for protocol in protocols:  # read while the connections wait in the pool
+        protocol.data_received(goodbye)
+
+    answers = []
+    for _ in range(idle + 1):
+        answers.append(await client.get("/orders", headers=INTERNAL))
+        if answers[-1].status_code == 200:
+            break
+    assert answers[0].status_code == 503
+    assert {a.json()["code"] for a in answers[:-1]} == {"DATABASE_UNAVAILABLE"}
+    assert answers[-1].status_code == 200

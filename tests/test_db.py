@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from app.config import Settings
 from app.db import Database, Query, database_unavailable, new_engine, new_pool, one_of
+from tests.postgres_proxy import postgres_error
 
 
 @pytest.fixture
@@ -69,6 +70,27 @@ def _closed(borrowed: asyncpg.Connection) -> bool:
         return borrowed.is_closed()
     except asyncpg.InterfaceError:  # the pool took back the connection that died
         return True
+
+
+async def test_a_connection_told_its_session_ended_is_not_reused_and_means_unavailable(
+    database: Database,
+) -> None:
+    first, _ = await _backend(database)
+    async with database.connect() as idle:
+        protocol = idle._protocol  # type: ignore[attr-defined]
+    # Postgres's goodbye read while the connection waits in the pool, its closing of the
+    # socket not yet (as on a busy host when Postgres restarts): the protocol is out of
+    # step with the server.
+    protocol.data_received(
+        postgres_error("57P01", "terminating connection due to administrator command")
+    )
+    with pytest.raises(asyncpg.InternalClientError) as raised:
+        async with database.connect() as borrowed:
+            await borrowed.fetchval("SELECT 1")
+
+    assert database_unavailable(raised.value)
+    pid, _ = await _backend(database)
+    assert pid != first
 
 
 async def test_a_deadlock_is_worth_a_retry_and_a_wrong_query_is_not(database: Database) -> None:
