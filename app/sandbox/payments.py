@@ -111,8 +111,9 @@ class EmulatedPayment:
         return self.total - self.cancelled - held
 
     def touch(self) -> None:
-        # Strictly increasing, so snapshots order even within one clock tick.
-        self.updated_at = max(utc_now(), self.updated_at + timedelta(microseconds=1))
+        # Strictly increasing as the bodies write it (to the millisecond), so snapshots
+        # order even when two changes fall within one.
+        self.updated_at = max(utc_now(), self.updated_at + timedelta(milliseconds=1))
 
     def move(self, status: str) -> None:
         self.status = status
