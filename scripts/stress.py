@@ -12,9 +12,13 @@ on either process, customers paying at the stand-in (honest, tampered, virtual a
 and deposits, failures), concurrent /payments/complete calls on both processes, signed
 webhooks sent duplicated and out of order to both, refunds (full, partial, with and
 without Idempotency-Key, repeated), console cancellations, and `python -m app reconcile`
-passes. Last, it turns every fault off, runs one final reconciler pass, waits for the
-webhooks and order events, checks every guarantee of docs/contract.md against PortOne's final state,
-and prints the counts. Exit code 0 only when every check holds.
+passes. Meanwhile the card company opens and resolves disputes (snapshots that differ by
+`updatedAt` alone), PortOne holds some refunds REQUESTED past what one reconciler pass
+takes (the services' passes are bounded to a few payments a list), and now and then every
+database connection is cut while PortOne announces payments no order has. Last, it turns
+every fault off, runs as many reconciler passes as the longest list needs, waits for the
+webhooks and order events, checks every guarantee of docs/contract.md against PortOne's
+final state, and prints the counts. Exit code 0 only when every check holds.
 
 Everything listens on 127.0.0.1; every process started here is stopped on the way out,
 on errors and Ctrl-C too. A run with the defaults takes about a minute. The parts are in

@@ -1,8 +1,9 @@
 """The chaos command, small and bounded: `scripts/stress.py` with 40 orders for 15 s.
 
-Two service processes on one database, a PortOne stand-in failing at random, then one
-final reconciler pass; every guarantee it checks must hold (exit code 0), and the counts
-it prints must say so.
+Two service processes on one database, a PortOne stand-in failing at random, the
+database's connections cut while PortOne announces payments no order has, disputes,
+refunds PortOne holds past a reconciler pass, then the final reconciler passes; every
+guarantee it checks must hold (exit code 0), and the counts it prints must say so.
 """
 
 from __future__ import annotations
@@ -50,4 +51,9 @@ def test_small_stress_run_keeps_every_guarantee() -> None:
     transitions = counts["order events (outbox rows)"]
     assert transitions >= ORDERS // 2  # most orders moved at least once
     assert counts["order events delivered (distinct webhook-ids)"] == transitions
+    assert counts["disputes at PortOne"] > 0
+    assert counts["webhooks of payments no order has"] > 0
+    assert counts["database connections cut"] > 0
+    held = counts["payments whose refunds PortOne held"]
+    assert held > counts["payments a reconciler list takes a pass"]
     assert "processes stopped" in run.stdout

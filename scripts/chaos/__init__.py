@@ -4,7 +4,9 @@ standin   PortOne's API over the sandbox emulator, with faults (the one module t
           knows the emulator)
 webhooks  PortOne's webhooks from the stand-in: late, out of order, duplicated
 receiver  the shop's end of the order events
-callers   the orders' lives: shops, customers, the console, reconciler passes
-checks    what must hold afterwards, against PortOne's final state
-run       the processes, the chaos, the final pass and the report
+service   `python -m app` as the run starts it: a reconciler pass takes a few payments
+outages   the database's connections cut while PortOne announces payments no order has
+callers   the orders' lives: shops, customers, the card company, the console, passes
+checks    what must hold afterwards, against PortOne's final state (the money's in money)
+run       the processes, the chaos, the final passes and the report
 """

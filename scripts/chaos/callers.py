@@ -1,11 +1,13 @@
 """The world around the two service processes: shops, customers, the console, the operator.
 
 Each order lives one scenario drawn from the seed (honest card and virtual-account
-payments, tampered amounts, currencies and channels, failures, no payment at all):
-created on either process, paid at the stand-in, completed by several concurrent
-browser calls, then perhaps refunded (with and without Idempotency-Key, repeated) or
-cancelled in the console, while `python -m app reconcile` runs now and then. Every
-answer is tallied, and answers no caller may get are noted as they come.
+payments, tampered amounts, currencies and channels, failures, no payment at all,
+disputes, refunds PortOne holds): created on either process, paid at the stand-in,
+completed by several concurrent browser calls, then perhaps disputed at the card
+company, refunded (with and without Idempotency-Key, repeated) or cancelled in the
+console, while `python -m app reconcile` runs now and then and the database goes away
+at times (`outages`). Every answer is tallied, and answers no caller may get are noted
+as they come.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import contextlib
 import json
 import random
 import secrets
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from scripts.chaos import service
+from scripts.chaos.outages import Outages
 from tests.processes import die_with_parent
 
 WEBHOOKS_DRAINED_WITHIN = 60.0
@@ -41,8 +45,21 @@ SCENARIOS = {
     "fail": 4,
     "fail_then_card": 6,
     "no_payment": 4,
+    "disputed": 10,
+    "refund_held": 10,
 }
-HONEST = frozenset({"card", "va_deposit", "va_waiting", "va_closed", "fail_then_card"})
+HONEST = frozenset(
+    {"card", "va_deposit", "va_waiting", "va_closed", "fail_then_card", "disputed", "refund_held"}
+)
+REFUNDED_AFTER_PAYMENT = frozenset({"card", "va_deposit", "fail_then_card", "disputed"})
+# What the card company does to a disputed payment, a moment between each step.
+DISPUTES = (
+    ("UNRESOLVED",),
+    ("UNRESOLVED", "RESOLVED"),
+    ("RESOLVED",),  # opened and resolved before PortOne tells anyone
+    ("UNRESOLVED", "RESOLVED", "UNRESOLVED"),
+    ("UNRESOLVED", "UNRESOLVED", "RESOLVED"),
+)
 TAMPERED = frozenset({"tampered_amount", "tampered_currency", "test_channel", "va_tampered"})
 
 
@@ -68,12 +85,23 @@ class Chaos:
     """The callers of both service processes and of the stand-in's customer doors."""
 
     def __init__(
-        self, args: argparse.Namespace, services: list[str], standin: str, token: str
+        self,
+        args: argparse.Namespace,
+        services: list[str],
+        standin: str,
+        token: str,
+        *,
+        dsn: str,
+        per_pass: int,
+        reconciler_log: Path,
     ) -> None:
         self.args = args
         self.services = services
         self.standin = standin
         self.internal = {"Authorization": f"Bearer {token}"}
+        self.per_pass = per_pass
+        self.reconciler_log = reconciler_log
+        self.outages = Outages(dsn, self.control, args.seed)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(45.0, connect=5.0),
             limits=httpx.Limits(max_connections=400, max_keepalive_connections=100),
@@ -159,6 +187,9 @@ class Chaos:
             pay["channelType"] = "TEST"
         await self.control("pay", pay)
         await self.complete(rng, plan)
+        if scenario == "refund_held":
+            await self.held_refund(rng, plan)
+            return
         if scenario in ("va_deposit", "va_tampered", "va_closed"):
             await asyncio.sleep(rng.uniform(0.3, 4.0))
             if scenario == "va_closed":
@@ -169,7 +200,9 @@ class Chaos:
             await self.control(f"deposit/{plan.payment_id}")
             if rng.random() < 0.3:
                 await self.complete(rng, plan, max_calls=1)
-        if scenario in ("card", "va_deposit", "fail_then_card"):
+        if scenario == "disputed":
+            await asyncio.gather(self.disputes(rng, plan), self.after_payment(rng, plan))
+        elif scenario in REFUNDED_AFTER_PAYMENT:
             await self.after_payment(rng, plan)
 
     async def create_order(self, rng: random.Random, index: int, amount: int) -> Plan | None:
@@ -184,14 +217,18 @@ class Chaos:
         if rng.random() < 0.3:
             headers["Idempotency-Key"] = f"create-{self.args.seed}-{index}"
             copies = rng.choice([2, 3])
-        answers = await asyncio.gather(
-            *(
-                self.call(
+
+        async def one() -> tuple[int, dict[str, Any]]:
+            for attempt in range(4):  # a careful shop tries again while the service is away
+                status, answer = await self.call(
                     "create", "POST", f"{self.service(rng)}/orders", json=body, headers=headers
                 )
-                for _ in range(copies)
-            )
-        )
+                if status not in (0, 503):
+                    break
+                await asyncio.sleep(0.5 + attempt)
+            return status, answer
+
+        answers = await asyncio.gather(*(one() for _ in range(copies)))
         ids = {answer["orderId"] for status, answer in answers if status in (200, 201)}
         if len(ids) > 1:
             self.tally.wrong_answers.append(f"one Idempotency-Key created orders {sorted(ids)}")
@@ -283,6 +320,24 @@ class Chaos:
                 self.refund(rng, plan, part, key=f"y-{tag}", copies=2, reason=alike),
             )
 
+    async def disputes(self, rng: random.Random, plan: Plan) -> None:
+        """The card company opens and resolves disputes a moment apart: each step changes
+        the payment, none its status, so their snapshots differ by `updatedAt` alone."""
+        for step, status in enumerate(rng.choice(DISPUTES)):
+            await asyncio.sleep(rng.uniform(0.05, 0.8))  # apart by more than PortOne's ms
+            body = {"status": status, "reason": f"chargeback {plan.index}.{step}"}
+            await self.control(f"dispute/{plan.payment_id}", body)
+
+    async def held_refund(self, rng: random.Random, plan: Plan) -> None:
+        """A refund PortOne answers REQUESTED, and refuses at the very end, or never:
+        together they outlast a reconciler pass."""
+        order = await self.wait_paid(rng, plan)
+        if order is None:
+            return
+        await self.control(f"hold/{plan.payment_id}", {"forever": plan.index % 2 == 0})
+        amount = rng.choice([None, max(1, plan.amount // 2)])
+        await self.refund(rng, plan, amount, key=f"held-{self.args.seed}-{plan.index}")
+
     async def refund(
         self,
         rng: random.Random,
@@ -324,16 +379,15 @@ class Chaos:
     # -- background: `python -m app reconcile` ------------------------------------------
 
     async def reconcile_cli(self, env: dict[str, str]) -> dict[str, Any] | None:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app",
-            "reconcile",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
-        )
+        with self.reconciler_log.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                *service.command(self.per_pass),
+                "reconcile",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                preexec_fn=die_with_parent,
+            )
         try:
             out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
         except BaseException:
@@ -342,6 +396,8 @@ class Chaos:
             await process.wait()
             raise
         self.tally.reconcile_runs[f"exit {process.returncode}"] += 1
+        with self.reconciler_log.open("ab") as log:
+            log.write(out)  # its log lines, then its summary
         lines = out.decode().strip().splitlines()
         with contextlib.suppress(ValueError, IndexError):
             summary: dict[str, Any] = json.loads(lines[-1])
@@ -374,18 +430,22 @@ class Chaos:
             asyncio.create_task(self.order_flow(i, started + self._start_offset(i, window)))
             for i in range(self.args.orders)
         ]
-        reconciling = asyncio.create_task(self.reconcile_loop(env, started + self.args.seconds))
-        settling = asyncio.create_task(self.settle_loop(started + self.args.seconds))
-        deadline = started + self.args.seconds + 20
+        until = started + self.args.seconds
+        background = [
+            asyncio.create_task(self.reconcile_loop(env, until)),
+            asyncio.create_task(self.settle_loop(until)),
+            asyncio.create_task(self.outages.loop(until)),
+        ]
+        deadline = until + 20
         try:
             done, pending = await asyncio.wait(flows, timeout=max(1.0, deadline - time.monotonic()))
             self.flows_unfinished = len(pending)
             for task in done:
                 if (error := task.exception()) is not None:
                     raise error
-            await reconciling
-            await settling
+            for task in background:
+                await task
         finally:  # on errors and Ctrl-C too: nothing of ours keeps running
-            for task in [*flows, reconciling, settling]:
+            for task in [*flows, *background]:
                 task.cancel()
-            await asyncio.gather(*flows, reconciling, settling, return_exceptions=True)
+            await asyncio.gather(*flows, *background, return_exceptions=True)

@@ -1,10 +1,12 @@
 """What must hold after the chaos, checked against PortOne's final state (the stand-in's).
 
-Each check is named in `CHECKS`; its count of problems must be zero.
+Each check is named in `CHECKS`; its count of problems must be zero. Those of the money
+are in `scripts.chaos.money`.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,14 @@ from typing import Any
 import asyncpg
 
 from scripts.chaos.callers import Chaos, Tally
+from scripts.chaos.money import (
+    Found,
+    Payments,
+    check_claims,
+    check_held_refunds,
+    check_money,
+    check_refunds,
+)
 from scripts.chaos.receiver import EventReceiver
 from scripts.chaos.standin import STORE_ID
 
@@ -33,7 +43,6 @@ LEGAL = frozenset(
         ("AWAITING_DEPOSIT", "PARTIALLY_REFUNDED"),
     }
 )
-COMPENSATION_REASON = "payment failed verification"
 
 CHECKS = (
     "orders disagreeing with PortOne",
@@ -46,17 +55,22 @@ CHECKS = (
     "refunds not ending with the status PortOne holds",
     "cancellations claimed twice",
     "refunds recorded unlike what PortOne gave back",
+    "held refunds unsettled after enough passes",
+    "disputes unlike PortOne's",
     "order events not delivered",
     "order events out of order or unknown",
     "outbox events not one per change",
+    "dispute events not one per change",
+    "webhooks of payments no order has not ignored",
+    "PortOne reads of payments no order has",
+    "failed reconciler passes after the faults",
     "bad order-event signatures",
     "5xx answers other than 503",
     "wrong answers to callers",
     "unhandled errors in service logs",
 )
+OPENED, RESOLVED = "order.dispute_opened", "order.dispute_resolved"
 
-Found = defaultdict[str, list[str]]
-Payments = dict[str, dict[str, Any]]
 Transitions = dict[str, list[tuple[str, str]]]
 
 
@@ -89,7 +103,7 @@ class Tables:
                 outbox=await connection.fetch("SELECT * FROM outbox_events ORDER BY seq"),
                 refunds=await connection.fetch("SELECT * FROM refunds"),
                 deliveries=await connection.fetch(
-                    "SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status"
+                    "SELECT payment_id, status, attempts, outcome FROM webhook_deliveries"
                 ),
             )
         finally:
@@ -131,6 +145,7 @@ async def check(
     receiver: EventReceiver,
     chaos: Chaos,
     logs: list[Path],
+    passes: list[dict[str, Any]],
 ) -> Report:
     tables = await Tables.read(dsn)
     payments: Payments = state["payments"]
@@ -147,9 +162,15 @@ async def check(
     statuses = _check_orders(
         found, tables.orders, payments, transitions, outbox_by_order, failed_refunds
     )
-    _check_refunds(found, payments, tables.refunds, chaos.tally.keyed_reasons)
-    _check_claims(found, payments, tables.orders, tables.refunds)
+    check_refunds(found, payments, tables.refunds, chaos.tally.keyed_reasons)
+    check_claims(found, payments, tables.orders, tables.refunds)
+    check_held_refunds(found, state["held"], tables.orders, tables.refunds)
+    disputes = _check_disputes(found, tables.orders, payments, outbox_by_order, state["shown"])
     first_seen, redelivered = _check_order_events(found, tables.outbox, outbox_by_order, receiver)
+    _check_orphans(found, chaos.outages.orphans, tables.deliveries, state["reads"])
+    for summary in passes:
+        if summary["failed"]:
+            found["failed reconciler passes after the faults"].append(str(summary))
     _check_callers_and_logs(found, chaos.tally, logs)
 
     counts = {
@@ -158,6 +179,11 @@ async def check(
         "order events (outbox rows)": len(tables.outbox),
         "order events delivered (distinct webhook-ids)": len(first_seen),
         "order events redelivered (allowed: at least once)": len(redelivered),
+        "disputes at PortOne": disputes["at PortOne"],
+        "payments whose refunds PortOne held": len(state["held"]),
+        "payments a reconciler list takes a pass": chaos.per_pass,
+        "webhooks of payments no order has": len(chaos.outages.orphans),
+        "database connections cut": chaos.outages.counts["connections cut"],
         **{name: len(found.get(name, [])) for name in CHECKS[8:]},
     }
     problems = [f"{name}: {text}" for name in CHECKS for text in found.get(name, [])]
@@ -169,7 +195,20 @@ async def check(
         "PortOne faults injected": sum(state["faults"].values()),
         "PortOne faults by kind": dict(sorted(state["faults"].items())),
         "PortOne webhooks": dict(sorted(state["webhooks"].items())),
-        "webhook deliveries stored": {r["status"]: r["n"] for r in tables.deliveries},
+        "webhook deliveries stored": dict(Counter(r["status"] for r in tables.deliveries)),
+        "database outages": dict(chaos.outages.counts),
+        "payments no order has": dict(
+            Counter(
+                "held by PortOne" if known else "unknown to PortOne"
+                for known in chaos.outages.orphans.values()
+            )
+        ),
+        "disputes": dict(disputes),
+        "refunds PortOne holds": {
+            "payments": len(state["held"]),
+            "for good": sum(state["held"].values()),
+            "final reconciler passes": len(passes),
+        },
         "order-event receiver answers": dict(receiver.answered),
         "reconcile CLI runs": dict(chaos.tally.reconcile_runs),
         "refunds by status": dict(Counter(r["status"] for r in tables.refunds)),
@@ -222,7 +261,7 @@ def _check_orders(
                 f"{oid}: {chain} ends {order['status']}"
             )
         kinds = [row["type"] for row in outbox_by_order[oid]]
-        changes = [kind for kind in kinds if kind != "order.refund_failed"]
+        changes = [k for k in kinds if k not in ("order.refund_failed", OPENED, RESOLVED)]
         if (
             changes != [f"order.{to.lower()}" for _, to in chain]
             or kinds.count("order.refund_failed") != failed_refunds[oid]
@@ -230,104 +269,88 @@ def _check_orders(
             found["outbox events not one per change"].append(
                 f"{oid}: {kinds} for {chain} and {failed_refunds[oid]} failed refunds"
             )
-        _check_money(found, order, payment, cancelled)
+        check_money(found, order, payment, cancelled)
     return statuses
 
 
-def _check_money(
-    found: Found, order: asyncpg.Record, payment: dict[str, Any] | None, cancelled: int
-) -> None:
-    oid = order["id"]
-    writes = payment["apiWrites"] if payment else []
-    compensations = [
-        w for w in writes if w["kind"] == "close" or w["reason"].startswith(COMPENSATION_REASON)
-    ]
-    # What undid the payment: a cancellation PortOne took (or holds), or the account closed.
-    undone = [w for w in compensations if w["status"] in ("SUCCEEDED", "REQUESTED")]
-    if order["status"] == "REJECTED" and payment is not None:
-        # A paid 0 has nothing to cancel (an issued account of 0 is still closed).
-        nothing_to_undo = payment["total"] == 0 and order["compensation_status"] == "DONE"
-        visibly_owed = order["compensation_status"] in ("OWED", "REQUESTED")
-        if len(undone) > 1 or (not undone and not nothing_to_undo and not visibly_owed):
-            found["rejected payments not cancelled exactly once"].append(
-                f"{oid}: {len(undone)} cancels ({len(compensations)} sent), compensation"
-                f" {order['compensation_status']}, PortOne {payment['status']}"
-                f" {payment['total']} {payment['currency']}",
-            )
-    elif compensations:
-        found["cancels of payments that were not rejected"].append(f"{oid}: {compensations}")
-    # A rejected payment's refundedAmount mirrors PortOne's, whatever was tampered.
-    beyond_order = order["status"] != "REJECTED" and order["refunded_amount"] > order["amount"]
-    if payment is not None and (cancelled > payment["total"] or beyond_order):
-        found["refunds beyond what was paid"].append(f"{oid}: {cancelled} of {payment['total']}")
-
-
-def _check_refunds(
-    found: Found, payments: Payments, refunds: list[asyncpg.Record], keyed_reasons: set[str]
-) -> None:
-    made: Counter[str] = Counter()  # money PortOne gave back, by refund reason
-    taken: Counter[str] = Counter()  # … or holds to give back
-    held: dict[str, str] = {}  # PortOne's status of each cancellation, by its id
-    for payment in payments.values():
-        for write in payment["apiWrites"]:
-            made[write["reason"]] += write["status"] == "SUCCEEDED"
-            taken[write["reason"]] += write["status"] in ("SUCCEEDED", "REQUESTED")
-            held[write["id"]] = write["status"]
-    for reason in keyed_reasons:
-        if taken[reason] > 1:
-            found["refunds per Idempotency-Key beyond one"].append(
-                f"{reason}: {taken[reason]} cancels"
-            )
-    recorded: Counter[str] = Counter(r["reason"] for r in refunds if r["status"] == "SUCCEEDED")
-    for reason, count in recorded.items():
-        if count > made[reason]:
-            found["refunds recorded that PortOne never made"].append(
-                f"{reason}: {count} SUCCEEDED rows, {made[reason]} cancellations at PortOne"
-            )
-    for refund in refunds:
-        at_portone = held.get(refund["cancellation_id"] or "")
-        if at_portone is not None and at_portone != refund["status"]:
-            found["refunds not ending with the status PortOne holds"].append(
-                f"{refund['id']} ({refund['reason']}): {refund['status']}, PortOne {at_portone}"
-            )
-
-
-def _check_claims(
-    found: Found, payments: Payments, orders: list[asyncpg.Record], refunds: list[asyncpg.Record]
-) -> None:
-    """A PortOne cancellation is one refund's or one compensation's, never two; and where
-    every refund of an order is settled, what they say was refunded is what PortOne gave
-    back for them."""
-    claims = Counter(r["cancellation_id"] for r in refunds if r["cancellation_id"])
-    claims.update(
-        o["compensation_cancellation_id"] for o in orders if o["compensation_cancellation_id"]
-    )
-    for cancellation_id, count in claims.items():
-        if count > 1:
-            found["cancellations claimed twice"].append(f"{cancellation_id}: {count} claims")
-    by_order: dict[str, list[asyncpg.Record]] = defaultdict(list)
-    for refund in refunds:
-        by_order[refund["order_id"]].append(refund)
+def _check_disputes(
+    found: Found,
+    orders: list[asyncpg.Record],
+    payments: Payments,
+    outbox_by_order: dict[str, list[asyncpg.Record]],
+    shown: dict[str, str],
+) -> Counter[str]:
+    """Each order's disputes are a state PortOne's passed through, PortOne's final one
+    when the last read PortOne answered showed it (a stale read after it leaves the
+    order behind: no door reads a paid payment again); and the shop was told of each
+    opening and each resolution the order holds once, never of a resolution first,
+    however late or often equal snapshots were applied. Returns how many there were."""
+    seen: Counter[str] = Counter()
     for order in orders:
-        mine = by_order.get(order["id"], [])
         payment = payments.get(order["payment_id"])
-        if (
-            not mine
-            or payment is None
-            or any(r["status"] not in ("SUCCEEDED", "FAILED") for r in mine)
-        ):
-            continue
-        recorded = sum(r["amount"] for r in mine if r["status"] == "SUCCEEDED")
-        given = sum(
-            w["amount"]
-            for w in payment["apiWrites"]
-            if w["kind"] == "cancel"
-            and w["status"] == "SUCCEEDED"
-            and not w["reason"].startswith(COMPENSATION_REASON)
-        )
-        if recorded != given:
-            found["refunds recorded unlike what PortOne gave back"].append(
-                f"{order['id']}: {recorded} recorded SUCCEEDED, PortOne gave back {given}"
+        theirs = [_dispute(d) for d in (payment["disputes"] if payment else [])]
+        ours = [_dispute(d) for d in json.loads(order["disputes"])]
+        seen["at PortOne"] += len(theirs)
+        seen["resolved at PortOne"] += sum(status == "RESOLVED" for status, *_ in theirs)
+        final_shown = payment is not None and shown.get(order["payment_id"]) == payment["updatedAt"]
+        if (final_shown and ours != theirs) or not _passed_through(ours, theirs):
+            found["disputes unlike PortOne's"].append(f"{order['id']}: {ours}, PortOne {theirs}")
+        elif ours != theirs:
+            seen["orders behind PortOne, the last read stale"] += 1
+        told = [row["type"] for row in outbox_by_order[order["id"]]]
+        told = [kind for kind in told if kind in (OPENED, RESOLVED)]
+        seen["order events"] += len(told)
+        resolved = sum(status == "RESOLVED" for status, *_ in ours)
+        early = any(told[:n].count(RESOLVED) > told[:n].count(OPENED) for n in range(len(told) + 1))
+        if told.count(OPENED) != len(ours) or told.count(RESOLVED) != resolved or early:
+            found["dispute events not one per change"].append(
+                f"{order['id']}: {told} for disputes {ours}"
+            )
+    return seen
+
+
+Dispute = tuple[str, str | None, str | None, str | None]  # status, reason, created, resolved
+
+
+def _dispute(dispute: dict[str, Any]) -> Dispute:
+    return (
+        dispute["status"],
+        dispute.get("reason"),
+        dispute.get("createdAt"),
+        dispute.get("resolvedAt"),
+    )
+
+
+def _passed_through(ours: list[Dispute], theirs: list[Dispute]) -> bool:
+    """Whether PortOne's disputes were once `ours`: the first of them, each as it is now
+    or not yet resolved."""
+    return len(ours) <= len(theirs) and all(
+        mine == actual or (mine[0] == "UNRESOLVED" and mine[1:3] == actual[1:3] and not mine[3])
+        for mine, actual in zip(ours, theirs, strict=False)
+    )
+
+
+def _check_orphans(
+    found: Found,
+    orphans: dict[str, bool],
+    deliveries: list[asyncpg.Record],
+    reads: dict[str, int],
+) -> None:
+    """Every webhook of a payment no order has was stored and settled as ignored, whatever
+    the database did meanwhile, and none cost a PortOne read."""
+    by_payment: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in deliveries:
+        by_payment[row["payment_id"]].append(row)
+    for payment_id in orphans:
+        rows = by_payment.get(payment_id, [])
+        ended = [(row["status"], row["attempts"], row["outcome"]) for row in rows]
+        if not ended or any(status != "IGNORED" for status, _, _ in ended):
+            found["webhooks of payments no order has not ignored"].append(
+                f"{payment_id}: {ended or 'never stored'}"
+            )
+        if reads.get(payment_id):
+            found["PortOne reads of payments no order has"].append(
+                f"{payment_id}: {reads[payment_id]} reads"
             )
 
 

@@ -6,10 +6,11 @@
 The API itself is the sandbox's (`app.sandbox.portone_api.emulated_portone`), so the
 stress run meets the PortOne the sandbox and the tests meet. While faults are on, an
 API call may answer 5xx or 429, hang past the service's timeout, answer slowly, read
-stale (a read), or go through while its answer is lost (a write). The customer's and the
-console's doors (`/_control/…`) never fail; `/_control/state` is what the checks compare
-the service's orders with. Every change is announced by PortOne's webhooks
-(`webhooks.Deliveries`), late, out of order and twice.
+stale (a read), or go through while its answer is lost (a write). The doors of the
+customer, the console, the card company and PortOne's back office (`/_control/…`) never
+fail; `/_control/state` is what the checks compare the service's orders with. Every
+change is announced by PortOne's webhooks (`webhooks.Deliveries`), late, out of order
+and twice; PortOne also announces payments no order has.
 """
 
 from __future__ import annotations
@@ -75,10 +76,22 @@ class Faults:
         self.emulator = emulator
         self.on = True
         self.counts: Counter[str] = Counter()
+        self.reads: Counter[str] = Counter()  # the service's reads, by payment
+        # The `updatedAt` of the payment as the last read that reached the service showed
+        # it (stale or not), by payment.
+        self.shown: dict[str, str] = {}
+        # Payments whose cancellations PortOne holds REQUESTED: until it refuses them at
+        # the final settling (False), or for good (True: a bank that takes days).
+        self.held: dict[str, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         operation = _operation(scope) if scope["type"] == "http" else None
         fault = self._draw(operation) if operation else None
+        if operation == "get":
+            payment_id = scope["path"].split("/")[2]
+            self.reads[payment_id] += 1
+            if fault != "hang":  # an answer past the service's timeout reaches nobody
+                send = self._noting(payment_id, send)
         if operation == "cancel" and fault not in ("5xx", "429"):
             self._answer_cancellation(scope["path"].split("/")[2])
         if fault is None:
@@ -102,6 +115,20 @@ class Faults:
             return
         await self.app(scope, receive, send)
 
+    def _noting(self, payment_id: str, send: Send) -> Send:
+        """`send`, noting which version of the payment a read answered."""
+        answered = {"status": 0}
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered["status"] = message["status"]
+            elif message["type"] == "http.response.body" and answered["status"] == 200:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    self.shown[payment_id] = json.loads(message["body"])["updatedAt"]
+            await send(message)
+
+        return noting
+
     def _draw(self, operation: str) -> str | None:
         if not self.on:
             return None
@@ -117,7 +144,7 @@ class Faults:
         return None
 
     def _answer_cancellation(self, payment_id: str) -> None:
-        if not self.on:
+        if not self.on or payment_id in self.held:
             return
         roll, total = self.rng.random(), 0.0
         for status, probability in CANCELLATION_OUTCOMES:
@@ -226,16 +253,61 @@ def _control_doors(
         payment.cancellations[-1].reason = CONSOLE
         return await changed(payment, webhooks)
 
+    @app.post("/_control/dispute/{payment_id}")
+    async def dispute(payment_id: str, request: Request) -> JSONResponse:
+        """The card company opens a dispute, or resolves the open one: the payment changes,
+        its status and `statusChangedAt` do not."""
+        body = await request.json()
+        return await changed(*emulator.dispute(payment_id, body["status"], body["reason"]))
+
+    @app.post("/_control/hold/{payment_id}")
+    async def hold(payment_id: str, request: Request) -> dict[str, bool]:
+        """PortOne answers this payment's cancellations REQUESTED, and refuses them only at
+        the end (`forever`: never): FAILED changes neither the payment's status nor its
+        `statusChangedAt`, and has no webhook, so only the reconciler's list of refunds
+        PortOne holds finds it."""
+        forever = bool((await request.json()).get("forever"))
+        emulator.answer_next_cancellation(payment_id, "REQUESTED")
+        faults.held[payment_id] = forever
+        return {"forever": forever}
+
+    @app.post("/_control/orphan")
+    async def orphan(request: Request) -> dict[str, str]:
+        """PortOne announces a payment no order has: one it holds (paid through another
+        door of the store), or one it has no record of."""
+        body = await request.json()
+        wanted = _payment_request(body)
+        if body.get("known"):
+            await sandbox.changed(*emulator.pay(wanted))
+        else:
+            ghost = EmulatedPayment(
+                id=wanted.payment_id,
+                store_id=STORE_ID,
+                order_name=wanted.order_name,
+                total=wanted.amount,
+                currency=wanted.currency,
+                method=wanted.method,
+                channel_type=wanted.channel_type,
+            )
+            for webhook in webhook_bodies("Transaction.Paid", ghost, STORE_ID):
+                deliveries.send(json.dumps(webhook).encode())
+        return {"paymentId": wanted.payment_id}
+
     @app.post("/_control/settle")
     async def settle(request: Request) -> dict[str, int]:
-        """PortOne settles a `share` of the cancellations it holds REQUESTED."""
+        """PortOne settles a `share` of the cancellations it holds REQUESTED; it refuses
+        those of held payments, and only when it settles them all."""
         share = float((await request.json()).get("share", 1.0))
         settled = 0
         for payment in list(emulator.payments.values()):
+            held = faults.held.get(payment.id)
+            if held or (held is not None and share < 1.0):
+                continue
             for cancellation in payment.cancellations:
                 if cancellation.status != "REQUESTED" or rng.random() >= share:
                     continue
-                status = "FAILED" if rng.random() < SETTLED_FAILED else "SUCCEEDED"
+                refused = held is not None or rng.random() < SETTLED_FAILED
+                status = "FAILED" if refused else "SUCCEEDED"
                 await sandbox.changed(*emulator.settle(payment.id, cancellation.id, status))
                 settled += 1
         return {"settled": settled}
@@ -250,6 +322,9 @@ def _control_doors(
         return {
             "payments": {pid: _state(payment) for pid, payment in emulator.payments.items()},
             "faults": dict(faults.counts),
+            "reads": dict(faults.reads),
+            "held": faults.held,
+            "shown": faults.shown,
             "webhooks": dict(deliveries.counts),
             "outstanding": deliveries.outstanding,
         }
@@ -279,6 +354,8 @@ def _state(payment: EmulatedPayment) -> dict[str, Any]:
         "cancelled": payment.cancelled,
         "apiWrites": writes[False],
         "console": writes[True],
+        "disputes": [dispute.body() for dispute in payment.disputes],
+        "updatedAt": payment.body()["updatedAt"],
     }
 
 
