@@ -1,5 +1,5 @@
 """Typed dependencies: each route asks for what it uses (async: a plain `def` would cost a
-thread hop)."""
+thread hop); the public doors take theirs from `shared`, without a dependency."""
 
 from __future__ import annotations
 
@@ -12,13 +12,20 @@ from fastapi.security import HTTPBearer
 from app.config import Settings
 from app.orders.service import Orders
 from app.outbox.service import OutboxEvents
-from app.payments.complete import Completion
-from app.payments.inbox import WebhookInbox
 from app.payments.return_door import ReturnDoor
 from app.payments.sync import PaymentSync
 from app.readiness import Readiness
 from app.reconcile import Reconciler
 from app.refunds.service import Refunds
+from app.wiring import Services
+
+
+def shared(request: Request) -> Services:
+    """What the process shares. The doors anyone can knock on, completions and webhooks,
+    take their part from here: FastAPI resolves a dependency anew on every request, at a
+    cost these doors pay thousands of times a second (bench/README.md)."""
+    services: Services = request.app.state.services
+    return services
 
 
 def _service(name: str) -> Callable[[Request], Awaitable[Any]]:
@@ -32,9 +39,7 @@ def _service(name: str) -> Callable[[Request], Awaitable[Any]]:
 
 SettingsDep = Annotated[Settings, Depends(_service("settings"))]
 OrdersDep = Annotated[Orders, Depends(_service("orders"))]
-CompletionDep = Annotated[Completion, Depends(_service("completion"))]
 ReturnDoorDep = Annotated[ReturnDoor, Depends(_service("return_door"))]
-InboxDep = Annotated[WebhookInbox, Depends(_service("inbox"))]
 RefundsDep = Annotated[Refunds, Depends(_service("refunds"))]
 OutboxEventsDep = Annotated[OutboxEvents, Depends(_service("outbox_events"))]
 SyncDep = Annotated[PaymentSync, Depends(_service("sync"))]

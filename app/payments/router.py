@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import Field
 
-from app.deps import CompletionDep, InboxDep, ReturnDoorDep
+from app.deps import ReturnDoorDep, shared
 from app.errors import (
     DatabaseUnavailable,
     OrderClosed,
@@ -62,11 +62,11 @@ class CompleteRequest(ApiModel):
         503,
     ),
 )
-async def complete(body: CompleteRequest, completion: CompletionDep) -> Response:
+async def complete(body: CompleteRequest, request: Request) -> Response:
     """The payment's outcome once PortOne was asked (and, with `paymentToken`, once the
     payment was confirmed at PortOne on the order's terms): 200 when the order ends PAID
     or AWAITING_DEPOSIT, else the problem that says why."""
-    order = await completion.complete(
+    order = await shared(request).completion.complete(
         body.payment_id, payment_token=body.payment_token, tx_id=body.tx_id
     )
     return PaymentResult.of(order).answer()
@@ -151,7 +151,7 @@ class WebhookAck(ApiModel):
         },
     },
 )
-async def portone_webhook(request: Request, inbox: InboxDep) -> Response:
+async def portone_webhook(request: Request) -> Response:
     """PortOne's notification; its claims are checked against a fresh fetch, never trusted."""
-    outcome = await inbox.receive(request.headers, await request.body())
+    outcome = await shared(request).inbox.receive(request.headers, await request.body())
     return WebhookAck.model_construct(outcome=outcome).answer()
