@@ -64,7 +64,7 @@ class Query:
     given; named `bindparam`s are filled in from the keyword arguments of each call.
     """
 
-    __slots__ = ("_defaults", "_names", "_processors", "sql")
+    __slots__ = ("_binds", "_defaults", "sql")
 
     def __init__(self, statement: ClauseElement) -> None:
         compiled = statement.compile(dialect=DIALECT)
@@ -75,22 +75,21 @@ class Query:
             )
         assert isinstance(compiled, SQLCompiler)
         self.sql = str(compiled)
-        self._names = tuple(compiled.positiontup or ())
         self._defaults = compiled.params
         processors: dict[str, Callable[[Any], Any]] = {}
         for bind, name in compiled.bind_names.items():
             processor = bind.type.dialect_impl(DIALECT).bind_processor(DIALECT)
             if processor is not None:
                 processors[name] = processor
-        self._processors = processors
+        # In the statement's order, each with its type's processor (most have none).
+        self._binds = tuple((name, processors.get(name)) for name in compiled.positiontup or ())
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
-        values = []
-        for name in self._names:
-            value = params[name] if name in params else self._defaults[name]
-            processor = self._processors.get(name)
-            values.append(value if processor is None else processor(value))
-        return values
+        given = self._defaults | params if params else self._defaults
+        return [
+            given[name] if processor is None else processor(given[name])
+            for name, processor in self._binds
+        ]
 
     async def rows(self, db: asyncpg.Connection, **params: Any) -> list[asyncpg.Record]:
         return await db.fetch(self.sql, *self.args(params))
