@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # operationId: the route's function name, which clients generated from the document
         # name their methods after (`create_order`, not `create_order_orders_post`).
         generate_unique_id_function=lambda route: route.name,
+        # The service's metrics are Prometheus's and its logs its own; FastAPI's OpenTelemetry
+        # hooks would otherwise look for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     docs.install(app)
     problems.install(app)
