@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.command == "reconcile":
-        return asyncio.run(reconcile(settings))
-    if args.command == "deliver-events":
-        return asyncio.run(deliver_events(settings))
+    if args.command in ("reconcile", "deliver-events"):
+        once = reconcile if args.command == "reconcile" else deliver_events
+        return asyncio.run(_or_outage(once(settings)))
     try:
         workers = args.workers or _count(os.environ.get("WEB_CONCURRENCY", "1"))
     except argparse.ArgumentTypeError as exc:
@@ -59,6 +59,20 @@ def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
     return int(text)
+
+
+async def _or_outage(command: Coroutine[Any, Any, int]) -> int:
+    """A one-shot command's exit code; an outage of the database is one line and exit 1
+    (the next run finishes the job), not a traceback."""
+    from app.db import database_unavailable
+
+    try:
+        return await command
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        print(f"the database did not answer ({type(exc).__name__}); try again", file=sys.stderr)
+        return 1
 
 
 async def reconcile(settings: Settings) -> int:

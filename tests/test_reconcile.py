@@ -13,7 +13,7 @@ import respx
 
 from app import metrics
 from app import reconcile as app_reconcile
-from app.__main__ import reconcile
+from app.__main__ import _or_outage, reconcile
 from app.config import Settings
 from app.payments import store as payments_store
 from app.payments.sync import PaymentSync
@@ -24,6 +24,7 @@ from tests.helpers import (
     age_order,
     awaiting_deposit,
     create_order,
+    make_settings,
     order_row,
     portone_lists,
     portone_returns,
@@ -461,3 +462,17 @@ async def waiting_now(db: asyncpg.Connection, payment_id: str) -> bool:
         limit=10,
     )
     return payment_id in due
+
+
+async def test_reconcile_command_says_in_one_line_that_the_database_did_not_answer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    unreachable = make_settings("postgresql://postgres@127.0.0.1:1/nowhere")
+
+    exit_code = await _or_outage(reconcile(unreachable))
+
+    assert exit_code == 1
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.startswith("the database did not answer")
+    assert "Traceback" not in printed.err
