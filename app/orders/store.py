@@ -142,15 +142,18 @@ def _entry_of(entry: HistoryEntry) -> dict[str, Any]:
     }
 
 
-async def find_by_payment_id(db: asyncpg.Connection, payment_id: str) -> Order | None:
-    record = await FIND.row(db, payment_id=payment_id)
+async def _order(query: Query, db: asyncpg.Connection, **params: Any) -> Order | None:
+    record = await query.row(db, **params)
     return None if record is None else Order.of(record)
+
+
+async def find_by_payment_id(db: asyncpg.Connection, payment_id: str) -> Order | None:
+    return await _order(FIND, db, payment_id=payment_id)
 
 
 async def lock_by_payment_id(db: asyncpg.Connection, payment_id: str) -> Order | None:
     """The order, locked until the caller's transaction ends."""
-    record = await LOCK.row(db, payment_id=payment_id)
-    return None if record is None else Order.of(record)
+    return await _order(LOCK, db, payment_id=payment_id)
 
 
 async def save(db: asyncpg.Connection, order: Order) -> Order:
@@ -204,23 +207,19 @@ async def insert_order(db: asyncpg.Connection, **values: Any) -> Order | None:
         .on_conflict_do_nothing(index_elements=[orders.c.idempotency_key])
         .returning(*ORDER)
     )
-    record = await Query(statement).row(db)
-    return None if record is None else Order.of(record)
+    return await _order(Query(statement), db)
 
 
 async def get(db: asyncpg.Connection, order_id: str) -> Order | None:
-    record = await GET.row(db, order_id=order_id)
-    return None if record is None else Order.of(record)
+    return await _order(GET, db, order_id=order_id)
 
 
 async def lock(db: asyncpg.Connection, order_id: str) -> Order | None:
-    record = await LOCK_BY_ID.row(db, order_id=order_id)
-    return None if record is None else Order.of(record)
+    return await _order(LOCK_BY_ID, db, order_id=order_id)
 
 
 async def by_idempotency_key(db: asyncpg.Connection, key: str) -> Order | None:
-    record = await BY_IDEMPOTENCY_KEY.row(db, idempotency_key=key)
-    return None if record is None else Order.of(record)
+    return await _order(BY_IDEMPOTENCY_KEY, db, idempotency_key=key)
 
 
 async def history(db: asyncpg.Connection, order_id: str) -> list[asyncpg.Record]:
