@@ -12,13 +12,21 @@ on either process, customers paying at the stand-in (honest, tampered, virtual a
 and deposits, failures), concurrent /payments/complete calls on both processes, signed
 webhooks sent duplicated and out of order to both, refunds (full, partial, with and
 without Idempotency-Key, repeated), console cancellations, and `python -m app reconcile`
-passes. Meanwhile the card company opens and resolves disputes (snapshots that differ by
+passes. Some customers pay on a manual channel (honest or tampered): completions bring
+the `paymentToken` to both processes at once, retried with it after failures, while
+PortOne's confirm call fails, hangs, or goes through with its answer lost. The shop
+cancels some orders at random moments around their payment, on either process; some
+orders expire a few seconds after they are made, paid before, around or after.
+Meanwhile the card company opens and resolves disputes (snapshots that differ by
 `updatedAt` alone), PortOne holds some refunds REQUESTED past what one reconciler pass
 takes (the services' passes are bounded to a few payments a list), and now and then every
 database connection is cut while PortOne announces payments no order has. Last, it turns
 every fault off, runs as many reconciler passes as the longest list needs, waits for the
 webhooks and order events, checks every guarantee of docs/contract.md against PortOne's
-final state, and prints the counts. Exit code 0 only when every check holds.
+final state (a closed order keeps no money, a cancel answered 200 leaves none and one
+answered 409 means the order took some, a completion answered PAID holds, nothing
+tampered is charged, no token twice, no money first seen after the expiry is kept), and
+prints the counts. Exit code 0 only when every check holds.
 
 Everything listens on 127.0.0.1; every process started here is stopped on the way out,
 on errors and Ctrl-C too. A run with the defaults takes about a minute. The parts are in

@@ -2,7 +2,8 @@
 
 Two service processes on one database, a PortOne stand-in failing at random, the
 database's connections cut while PortOne announces payments no order has, disputes,
-refunds PortOne holds past a reconciler pass, then the final reconciler passes; every
+refunds PortOne holds past a reconciler pass, manual confirmations with lost answers,
+cancels racing them, orders expiring as they are paid, then the final reconciler passes; every
 guarantee it checks must hold (exit code 0), and the counts it prints must say so.
 """
 
@@ -54,6 +55,9 @@ def test_small_stress_run_keeps_every_guarantee() -> None:
     assert counts["disputes at PortOne"] > 0
     assert counts["webhooks of payments no order has"] > 0
     assert counts["database connections cut"] > 0
+    assert counts["manual confirmations PortOne charged"] > 0
+    assert counts["cancels answered by the service"] > 0
+    assert counts["orders with an expiresAt"] > 0
     held = counts["payments whose refunds PortOne held"]
     assert held > counts["payments a reconciler list takes a pass"]
     assert "processes stopped" in run.stdout

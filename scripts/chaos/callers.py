@@ -2,7 +2,10 @@
 
 Each order lives one scenario drawn from the seed (honest card and virtual-account
 payments, tampered amounts, currencies and channels, failures, no payment at all,
-disputes, refunds PortOne holds): created on either process, paid at the stand-in,
+disputes, refunds PortOne holds; payments on a manual channel, honest or tampered,
+confirmed by completions that bring the `paymentToken`; orders the shop cancels while
+their payment is confirmed, and orders that expire a few seconds after they are made,
+paid before, around or after): created on either process, paid at the stand-in,
 completed by several concurrent browser calls, then perhaps disputed at the card
 company, refunded (with and without Idempotency-Key, repeated) or cancelled in the
 console, while `python -m app reconcile` runs now and then and the database goes away
@@ -19,8 +22,9 @@ import json
 import random
 import secrets
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +51,31 @@ SCENARIOS = {
     "no_payment": 4,
     "disputed": 10,
     "refund_held": 10,
+    "manual": 14,
+    "manual_tampered": 6,
+    "manual_cancel": 12,
+    "card_cancel": 6,
+    "expiring": 12,
 }
 HONEST = frozenset(
-    {"card", "va_deposit", "va_waiting", "va_closed", "fail_then_card", "disputed", "refund_held"}
+    {
+        "card",
+        "va_deposit",
+        "va_waiting",
+        "va_closed",
+        "fail_then_card",
+        "disputed",
+        "refund_held",
+        "manual",
+    }
 )
-REFUNDED_AFTER_PAYMENT = frozenset({"card", "va_deposit", "fail_then_card", "disputed"})
+REFUNDED_AFTER_PAYMENT = frozenset({"card", "va_deposit", "fail_then_card", "disputed", "manual"})
+# Paid on a manual channel: a paymentToken the completions confirm.
+MANUAL = frozenset({"manual", "manual_tampered", "manual_cancel"})
+# Orders the shop cancels while their payment is paid and confirmed.
+CANCELLED_AROUND_PAYMENT = frozenset({"manual_cancel", "card_cancel"})
+EXPIRES_IN = (4.0, 6.0)  # seconds from the order's creation to its expiresAt
+MANUAL_WHEN_EXPIRING = 0.6  # of the expiring orders, paid on a manual channel
 # What the card company does to a disputed payment, a moment between each step.
 DISPUTES = (
     ("UNRESOLVED",),
@@ -60,7 +84,9 @@ DISPUTES = (
     ("UNRESOLVED", "RESOLVED", "UNRESOLVED"),
     ("UNRESOLVED", "UNRESOLVED", "RESOLVED"),
 )
-TAMPERED = frozenset({"tampered_amount", "tampered_currency", "test_channel", "va_tampered"})
+TAMPERED = frozenset(
+    {"tampered_amount", "tampered_currency", "test_channel", "va_tampered", "manual_tampered"}
+)
 
 
 @dataclass
@@ -70,6 +96,7 @@ class Plan:
     payment_id: str
     amount: int
     scenario: str
+    expires_at: datetime | None = None
 
 
 @dataclass
@@ -79,6 +106,10 @@ class Tally:
     wrong_answers: list[str] = field(default_factory=list)
     keyed_reasons: set[str] = field(default_factory=set)
     reconcile_runs: Counter[str] = field(default_factory=Counter)
+    # The answers to the shop's cancels ("200", "409 ORDER_NOT_CANCELLABLE", …), by order.
+    cancels: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    refused_at: dict[str, datetime] = field(default_factory=dict)  # a cancel first refused
+    answered_paid: set[str] = field(default_factory=set)  # orders a completion said PAID
 
 
 class Chaos:
@@ -158,16 +189,21 @@ class Chaos:
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         rng = random.Random(f"{self.args.seed}:{index}")  # noqa: S311
         amount = rng.randrange(1_000, 300_000, 100)
-        plan = await self.create_order(rng, index, amount)
+        scenario = rng.choices(list(SCENARIOS), weights=list(SCENARIOS.values()))[0]
+        plan = await self.create_order(rng, index, amount, scenario)
         if plan is None:
             return
-        scenario = plan.scenario
         pay = {
             "paymentId": plan.payment_id,
             "orderName": f"Stress item {index}",
             "amount": amount,
             "currency": "KRW",
         }
+        if scenario in MANUAL | CANCELLED_AROUND_PAYMENT | {"expiring"}:
+            await self.confirmed(rng, plan, pay)
+            if scenario in REFUNDED_AFTER_PAYMENT:
+                await self.after_payment(rng, plan)
+            return
         if scenario == "no_payment":
             await self.complete(rng, plan, max_calls=1)
             return
@@ -205,13 +241,19 @@ class Chaos:
         elif scenario in REFUNDED_AFTER_PAYMENT:
             await self.after_payment(rng, plan)
 
-    async def create_order(self, rng: random.Random, index: int, amount: int) -> Plan | None:
-        body = {
+    async def create_order(
+        self, rng: random.Random, index: int, amount: int, scenario: str
+    ) -> Plan | None:
+        body: dict[str, Any] = {
             "orderName": f"Stress item {index}",
             "amount": amount,
             "currency": "KRW",
             "metadata": {"stress": index},
         }
+        expires_at = None
+        if scenario == "expiring":
+            expires_at = datetime.now(UTC) + timedelta(seconds=rng.uniform(*EXPIRES_IN))
+            body["expiresAt"] = expires_at.isoformat()
         headers = dict(self.internal)
         copies = 1
         if rng.random() < 0.3:
@@ -235,25 +277,28 @@ class Chaos:
         if not ids:
             return None
         order = next(answer for status, answer in answers if status in (200, 201))
-        scenario = rng.choices(list(SCENARIOS), weights=list(SCENARIOS.values()))[0]
-        plan = Plan(index, order["orderId"], order["paymentId"], amount, scenario)
+        plan = Plan(index, order["orderId"], order["paymentId"], amount, scenario, expires_at)
         self.plans[plan.order_id] = plan
         return plan
 
-    async def complete(self, rng: random.Random, plan: Plan, max_calls: int = 4) -> None:
-        """The browser's calls: none, one, or several at once, to both processes."""
-        calls = min(max_calls, rng.choice([0, 1, 2, 2, 3, 4]))
+    async def complete(
+        self, rng: random.Random, plan: Plan, max_calls: int = 4, token: str | None = None
+    ) -> None:
+        """The browser's calls: none, one, or several at once, to both processes; with a
+        manual channel's `token`, at least one (nothing else confirms the payment), each
+        retried with the same token while the answer is lost or the service away."""
+        calls = min(max_calls, rng.choice([0, 1, 2, 2, 3, 4] if token is None else [1, 2, 3, 4]))
+        body = {"paymentId": plan.payment_id}
+        if token is not None:
+            body["paymentToken"] = token
 
         async def one() -> None:
             await asyncio.sleep(rng.uniform(0.0, 0.6))
-            for attempt in range(3):
-                status, body = await self.call(
-                    "complete",
-                    "POST",
-                    f"{self.service(rng)}/payments/complete",
-                    json={"paymentId": plan.payment_id},
+            for attempt in range(3 if token is None else 4):
+                status, answer = await self.call(
+                    "complete", "POST", f"{self.service(rng)}/payments/complete", json=body
                 )
-                self.judge_completion(plan, status, body)
+                self.judge_completion(plan, status, answer)
                 if status not in (0, 503):
                     return
                 await asyncio.sleep(0.5 + attempt)
@@ -263,12 +308,68 @@ class Chaos:
     def judge_completion(self, plan: Plan, status: int, body: dict[str, Any]) -> None:
         code = body.get("code")
         what = f"{plan.scenario} order {plan.order_id}: /payments/complete answered {status}"
+        if status == 200 and body.get("status") == "PAID":
+            self.tally.answered_paid.add(plan.order_id)
         if status == 200 and plan.scenario in TAMPERED:
             self.tally.wrong_answers.append(f"{what} {body.get('status')} for a tampered payment")
         if status == 200 and body.get("status") not in ("PAID", "AWAITING_DEPOSIT"):
             self.tally.wrong_answers.append(f"{what} with status {body.get('status')}")
-        if code == "PAYMENT_REJECTED" and plan.scenario in HONEST:
-            self.tally.wrong_answers.append(f"{what} PAYMENT_REJECTED for an honest payment")
+        if code == "PAYMENT_REJECTED" and plan.scenario in HONEST | {"manual_tampered"}:
+            self.tally.wrong_answers.append(f"{what} PAYMENT_REJECTED, {body.get('reason')}")
+        if code == "PAYMENT_NOT_CONFIRMED" and plan.scenario in HONEST:
+            self.tally.wrong_answers.append(f"{what} PAYMENT_NOT_CONFIRMED, {body.get('reason')}")
+        if code == "ORDER_CLOSED" and plan.scenario in HONEST:
+            self.tally.wrong_answers.append(f"{what} ORDER_CLOSED for an order nobody closed")
+
+    async def confirmed(self, rng: random.Random, plan: Plan, pay: dict[str, Any]) -> None:
+        """A payment on a manual channel (honest or tampered), confirmed by the completions
+        with its `paymentToken`, or an automatic one; with the shop's cancels racing it,
+        or arriving before, around or after the order's expiry."""
+        scenario = plan.scenario
+        manual = scenario in MANUAL or (
+            scenario == "expiring" and rng.random() < MANUAL_WHEN_EXPIRING
+        )
+        if scenario == "manual_tampered":
+            pay["amount"] = rng.choice(
+                [100, plan.amount - 100, plan.amount + 100, plan.amount * 10]
+            )
+        if plan.expires_at is not None:
+            left = (plan.expires_at - datetime.now(UTC)).total_seconds()
+            await asyncio.sleep(rng.uniform(0.2, max(0.2, left + 2.5)))
+
+        async def paid() -> None:
+            if scenario in CANCELLED_AROUND_PAYMENT:
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+            _, body = await self.control("pay", {**pay, "manual": manual})
+            await self.complete(rng, plan, token=body.get("paymentToken"))
+
+        if scenario in CANCELLED_AROUND_PAYMENT:
+            await asyncio.gather(paid(), self.cancel(rng, plan))
+        else:
+            await paid()
+
+    async def cancel(self, rng: random.Random, plan: Plan) -> None:
+        """The shop closes the order, once or twice, on either process, at a random moment
+        around the payment and its confirmations."""
+        for n in range(rng.choice([1, 1, 2])):
+            await asyncio.sleep(rng.uniform(0.0, 0.6 if n == 0 else 1.0))
+            for attempt in range(3):
+                url = f"{self.service(rng)}/orders/{plan.order_id}/cancel"
+                status, body = await self.call("cancel", "POST", url, headers=self.internal)
+                answer = f"{status} {body.get('code', '')}".rstrip()
+                self.tally.cancels[plan.order_id].append(answer)
+                if answer == "409 ORDER_NOT_CANCELLABLE":
+                    self.tally.refused_at.setdefault(plan.order_id, datetime.now(UTC))
+                settled = answer in ("200", "409 ORDER_NOT_CANCELLABLE")
+                if status == 200 and body.get("status") != "CANCELLED":
+                    settled = False
+                if not settled and status not in (0, 503):
+                    self.tally.wrong_answers.append(
+                        f"cancel of {plan.order_id} answered {answer} {body.get('status', '')}"
+                    )
+                if status not in (0, 503):
+                    break
+                await asyncio.sleep(0.5 + attempt)
 
     async def wait_paid(self, rng: random.Random, plan: Plan) -> dict[str, Any] | None:
         for _ in range(10):

@@ -1,7 +1,8 @@
 """What must hold after the chaos, checked against PortOne's final state (the stand-in's).
 
 Each check is named in `CHECKS`; its count of problems must be zero. Those of the money
-are in `scripts.chaos.money`.
+are in `scripts.chaos.money`, those of closed orders and manual confirmations in
+`scripts.chaos.closing`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from scripts.chaos.callers import Chaos, Tally
+from scripts.chaos.closing import CLOSING_CHECKS, check_closing
 from scripts.chaos.money import (
     Found,
     Payments,
@@ -41,6 +44,8 @@ LEGAL = frozenset(
         # a PAID never seen, already partly cancelled (app.payments.rules)
         ("PENDING", "PARTIALLY_REFUNDED"),
         ("AWAITING_DEPOSIT", "PARTIALLY_REFUNDED"),
+        # money that still arrived for a closed order
+        ("CANCELLED", "REJECTED"),
     }
 )
 
@@ -61,6 +66,7 @@ CHECKS = (
     "order events out of order or unknown",
     "outbox events not one per change",
     "dispute events not one per change",
+    *CLOSING_CHECKS,
     "webhooks of payments no order has not ignored",
     "PortOne reads of payments no order has",
     "failed reconciler passes after the faults",
@@ -110,11 +116,18 @@ class Tables:
             await connection.close()
 
 
-def expected(order: asyncpg.Record, payment: dict[str, Any] | None) -> tuple[set[str], str | None]:
+def expected(
+    order: asyncpg.Record, payment: dict[str, Any] | None, *, closable: bool = False
+) -> tuple[set[str], str | None]:
     """The statuses docs/contract.md allows for this order given PortOne's final payment, and
-    the reason."""
+    the reason. An order `closable` (the shop sent a cancel, or it has an expiresAt) may
+    have been closed first: then CANCELLED with no money, and money that came after
+    REJECTED (`ORDER_CLOSED`); one past its expiry was closed by the reconciler."""
+    expired = order["expires_at"] is not None and order["expires_at"] <= datetime.now(UTC)
     if payment is None or payment["status"] in ("READY", "PAY_PENDING", "FAILED"):
-        return {"PENDING"}, None
+        if expired:
+            return {"CANCELLED"}, None
+        return ({"PENDING", "CANCELLED"} if closable else {"PENDING"}), None
     reason = None
     if payment["storeId"] != STORE_ID:
         reason = "STORE_MISMATCH"
@@ -126,6 +139,8 @@ def expected(order: asyncpg.Record, payment: dict[str, Any] | None) -> tuple[set
         reason = "TEST_CHANNEL"
     if reason is not None:
         return {"REJECTED"}, reason
+    if closable and order["status"] == "REJECTED" and order["rejection_reason"] == "ORDER_CLOSED":
+        return {"REJECTED"}, "ORDER_CLOSED"
     status = payment["status"]
     if status == "VIRTUAL_ACCOUNT_ISSUED":
         return {"AWAITING_DEPOSIT"}, None
@@ -160,7 +175,16 @@ async def check(
 
     failed_refunds = Counter(r["order_id"] for r in tables.refunds if r["status"] == "FAILED")
     statuses = _check_orders(
-        found, tables.orders, payments, transitions, outbox_by_order, failed_refunds
+        found, tables.orders, payments, transitions, outbox_by_order, failed_refunds, chaos.tally
+    )
+    check_closing(
+        found,
+        tables.orders,
+        tables.events,
+        payments,
+        state["charges"],
+        chaos.tally,
+        chaos.plans,
     )
     check_refunds(found, payments, tables.refunds, chaos.tally.keyed_reasons)
     check_claims(found, payments, tables.orders, tables.refunds)
@@ -184,6 +208,13 @@ async def check(
         "payments a reconciler list takes a pass": chaos.per_pass,
         "webhooks of payments no order has": len(chaos.outages.orphans),
         "database connections cut": chaos.outages.counts["connections cut"],
+        "manual confirmations PortOne charged": sum(state["charges"].values()),
+        "cancels answered by the service": sum(
+            answer in ("200", "409 ORDER_NOT_CANCELLABLE")
+            for answers in chaos.tally.cancels.values()
+            for answer in answers
+        ),
+        "orders with an expiresAt": sum(o["expires_at"] is not None for o in tables.orders),
         **{name: len(found.get(name, [])) for name in CHECKS[8:]},
     }
     problems = [f"{name}: {text}" for name in CHECKS for text in found.get(name, [])]
@@ -216,6 +247,9 @@ async def check(
             Counter(o["compensation_status"] for o in tables.orders if o["compensation_status"])
         ),
         "answers to callers": dict(sorted(chaos.tally.answers.items())),
+        "answers to the shop's cancels": dict(
+            Counter(answer for answers in chaos.tally.cancels.values() for answer in answers)
+        ),
     }
     return Report(counts, problems, info)
 
@@ -227,6 +261,7 @@ def _check_orders(
     transitions: Transitions,
     outbox_by_order: dict[str, list[asyncpg.Record]],
     failed_refunds: Counter[str],
+    tally: Tally,
 ) -> Counter[str]:
     """Each order against PortOne's payment: status, transitions, outbox, money; the
     final statuses."""
@@ -234,7 +269,8 @@ def _check_orders(
     for order in orders:
         oid, payment = order["id"], payments.get(order["payment_id"])
         statuses[order["status"]] += 1
-        allowed, reason = expected(order, payment)
+        closable = order["expires_at"] is not None or oid in tally.cancels
+        allowed, reason = expected(order, payment, closable=closable)
         cancelled = payment["cancelled"] if payment else 0
         if (
             order["status"] not in allowed

@@ -38,7 +38,9 @@ SELECT greatest(
      WHERE r.status IN ('IN_PROGRESS', 'RETRYABLE', 'REQUESTED')),
     (SELECT count(DISTINCT payment_id) FROM webhook_deliveries
      WHERE status IN ('FAILED', 'PROCESSING')),
-    (SELECT count(*) FROM orders WHERE compensation_status IN ('OWED', 'REQUESTED'))
+    (SELECT count(*) FROM orders WHERE compensation_status IN ('OWED', 'REQUESTED')),
+    (SELECT count(*) FROM orders
+     WHERE status IN ('PENDING', 'AWAITING_DEPOSIT') AND expires_at <= now())
 )
 """
 

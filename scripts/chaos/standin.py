@@ -6,7 +6,8 @@
 The API itself is the sandbox's (`app.sandbox.portone_api.emulated_portone`), so the
 stress run meets the PortOne the sandbox and the tests meet. While faults are on, an
 API call may answer 5xx or 429, hang past the service's timeout, answer slowly, read
-stale (a read), or go through while its answer is lost (a write). The doors of the
+stale (a read), or go through while its answer is lost (a write: a cancellation, an
+account closed, a manual confirmation, each with PortOne's Idempotency-Key). The doors of the
 customer, the console, the card company and PortOne's back office (`/_control/…`) never
 fail; `/_control/state` is what the checks compare the service's orders with. Every
 change is announced by PortOne's webhooks (`webhooks.Deliveries`), late, out of order
@@ -44,10 +45,37 @@ CONSOLE = "cancelled in the console"
 FAULTS_ANY = (("5xx", 0.07), ("429", 0.05), ("hang", 0.01), ("slow", 0.10))
 FAULTS_READ = (("stale", 0.05),)
 FAULTS_WRITE = (("lost", 0.08), ("late", 0.03))
-WRITES = frozenset({"cancel", "close"})
+WRITES = frozenset({"cancel", "close", "confirm"})
 # How PortOne answers a cancellation, while faults are on: settled later, or refused.
 CANCELLATION_OUTCOMES = (("REQUESTED", 0.15), ("FAILED", 0.08))
 SETTLED_FAILED = 0.2  # of the REQUESTED cancellations PortOne settles
+
+
+class CountingEmulator(Emulator):
+    """The emulator, counting how often each confirmation token was charged."""
+
+    def __init__(self, store_id: str) -> None:
+        super().__init__(store_id)
+        self.charges: Counter[str] = Counter()  # by "paymentId token"
+
+    def confirm(
+        self,
+        payment_id: str,
+        *,
+        payment_token: str,
+        total_amount: int | None,
+        currency: str | None,
+        is_test: bool | None,
+    ) -> tuple[EmulatedPayment, list[str]]:
+        change = super().confirm(
+            payment_id,
+            payment_token=payment_token,
+            total_amount=total_amount,
+            currency=currency,
+            is_test=is_test,
+        )
+        self.charges[f"{payment_id} {payment_token}"] += 1
+        return change
 
 
 class Announcer:
@@ -196,6 +224,7 @@ OPERATIONS = {
     ("GET", "{id}"): "get",
     ("POST", "{id}/cancel"): "cancel",
     ("POST", "{id}/virtual-account/close"): "close",
+    ("POST", "{id}/confirm"): "confirm",
 }
 
 
@@ -212,25 +241,33 @@ def stand_in(args: argparse.Namespace) -> tuple[FastAPI, Faults, Deliveries]:
     rng = random.Random(args.seed)  # noqa: S311
     deliveries = Deliveries(rng, decode_secret(args.webhook_secret), args.targets)
     announcer = Announcer(deliveries)
-    sandbox = Sandbox(Emulator(STORE_ID), announcer, args.api_secret)
+    emulator = CountingEmulator(STORE_ID)
+    sandbox = Sandbox(emulator, announcer, args.api_secret)
     app = emulated_portone(sandbox)
     faults = Faults(app, rng, announcer, sandbox.emulator)
-    _control_doors(app, sandbox, faults, deliveries, rng)
+    _control_doors(app, sandbox, emulator, faults, deliveries, rng)
     return app, faults, deliveries
 
 
 def _control_doors(
-    app: FastAPI, sandbox: Sandbox, faults: Faults, deliveries: Deliveries, rng: random.Random
+    app: FastAPI,
+    sandbox: Sandbox,
+    emulator: CountingEmulator,
+    faults: Faults,
+    deliveries: Deliveries,
+    rng: random.Random,
 ) -> None:
-    emulator = sandbox.emulator
-
     async def changed(payment: EmulatedPayment, webhooks: list[str]) -> JSONResponse:
         await sandbox.changed(payment, webhooks)
         return JSONResponse(payment.body())
 
     @app.post("/_control/pay")
     async def pay(request: Request) -> JSONResponse:
-        return await changed(*emulator.pay(_payment_request(await request.json())))
+        """The customer pays; on a manual channel the answer carries the `paymentToken`
+        the payment window gives the browser (nothing charged until it is confirmed)."""
+        payment, webhooks = emulator.pay(_payment_request(await request.json()))
+        await sandbox.changed(payment, webhooks)
+        return JSONResponse({**payment.body(), "paymentToken": payment.payment_token})
 
     @app.post("/_control/fail")
     async def fail(request: Request) -> JSONResponse:
@@ -324,6 +361,7 @@ def _control_doors(
             "faults": dict(faults.counts),
             "reads": dict(faults.reads),
             "held": faults.held,
+            "charges": dict(emulator.charges),
             "shown": faults.shown,
             "webhooks": dict(deliveries.counts),
             "outstanding": deliveries.outstanding,
@@ -367,6 +405,7 @@ def _payment_request(body: dict[str, Any]) -> PaymentRequest:
         currency=body["currency"],
         method=body.get("method", "CARD"),
         channel_type=body.get("channelType", "LIVE"),
+        manual=bool(body.get("manual")),
     )
 
 
