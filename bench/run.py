@@ -15,13 +15,14 @@ pinned to core 1, C=32.
 The figure the targets are set on, first-time completions at PortOne latency 0, is
 measured on the service and the minimal verifier in each of --rounds interleaved rounds
 (default 5 of 8 s; who goes first alternates), and reported as the median of the rounds
-with their range; the ratios are taken within each round. The first --figure-rounds
+with their range; the ratios are taken within each round. Signed webhooks at latency 0
+are measured in every round too (runs of --figure-seconds). The first --figure-rounds
 rounds (default 1, runs of 5 s) also measure the rest (bench/harness/workloads.py):
 first-time completions at 50 ms, repeated completions, signed webhooks and the hot
 payment (C clients, one unpaid payment) at 0 and 50 ms, the Flask sample, the constant
 ceiling. Prints a table, the ratios and the targets, writes bench/results.json; then
 checks that every paid order went PENDING -> PAID exactly once. Every process it starts
-is stopped on the way out. The default run takes about 3 1/2 minutes; --quick, three
+is stopped on the way out. The default run takes about 4 minutes; --quick, three
 rounds of 3 s, about 1 1/2.
 --profile [first|repeat|webhook|hot]: one more round of that workload (default
 first-time) with py-spy on the service (bench/profile.txt, and the collapsed stacks in

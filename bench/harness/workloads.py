@@ -179,14 +179,19 @@ class Bench:
     def round(
         self, round_no: int, figures: list[tuple[str, int]], seconds: float | None = None
     ) -> None:
-        """One interleaved round: first-time completions at PortOne latency 0 on both, then
-        `figures`, the other (workload, latency) runs of this round, `seconds` long."""
+        """One interleaved round: first-time completions and signed webhooks at PortOne
+        latency 0 on both (the latter `seconds` long), then `figures`, the other (workload,
+        latency) runs of this round, `seconds` long."""
         # Alternate who goes first, so neither always runs on a warmer (or fuller) database.
         order = ["service", "minimal"] if round_no % 2 else ["minimal", "service"]
         self.set_latency(0)
         for name in order:
             self.measure(name, "first", round_no=round_no)
+        for name in order:
+            self.measure(name, "webhook", round_no=round_no, seconds=seconds)
         for workload, latency in figures:
+            if (workload, latency) == ("webhook", 0):
+                continue  # measured above
             self.set_latency(latency)
             names = order + (["sample"] if workload == "first" else [])
             if (workload, latency) == ("first", 0):
