@@ -13,6 +13,7 @@ import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -94,6 +95,8 @@ def payment_path(payment_id: str, *rest: str) -> str:
 
 
 OUTSTANDING = "IDEMPOTENCY_OUTSTANDING_REQUEST"
+IDEMPOTENCY_WINDOW = timedelta(hours=3)
+"""How long PortOne replays the first answer to an Idempotency-Key."""
 # The card company declined at approval: PortOne answers 502, yet nothing is left to retry.
 PG_REFUSALS = frozenset({"PG_PROVIDER"})
 

@@ -33,7 +33,7 @@ from app.orders import store as orders_store
 from app.orders.order import Order
 from app.orders.status import OrderStatus
 from app.payments.sync import PaymentSync, Source
-from app.portone.client import PortOneClient
+from app.portone.client import IDEMPOTENCY_WINDOW, PortOneClient
 from app.portone.errors import PortOneApiError, PortOneError
 from app.portone.models import CancellationStatus, Payment, PaymentCancellation, RefundAccount
 from app.refunds import store
@@ -181,8 +181,16 @@ class Refunds:
         """PortOne refused: its balance moved (a console cancellation, a concurrent refund,
         or this refund's own earlier attempt whose answer was lost)."""
         payment = await self._resync(payment_id)
+        # Within PortOne's window a retry's key would have been answered with the earlier
+        # attempt's cancellation: refused, it made none, and matching by amount and reason
+        # could only take another refund's.
         retried = exc.type in BALANCE_MOVED and refund.attempts > 1
-        if retried and await self._claim_earlier_attempt(refund, payment_id, payment):
+        past_window = utc_now() - refund.created_at > IDEMPOTENCY_WINDOW
+        if (
+            retried
+            and past_window
+            and await self._claim_earlier_attempt(refund, payment_id, payment)
+        ):
             return
         error = BALANCE_MOVED.get(exc.type, RefundFailed)
         detail = f"PortOne refused the cancellation ({exc.type}); the order was re-read"

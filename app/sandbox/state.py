@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from fastapi import Request
 
+from app.portone.client import IDEMPOTENCY_WINDOW
 from app.sandbox.emulator import Emulator
 from app.sandbox.payments import EmulatedPayment
 from app.sandbox.store import SandboxStore
 from app.times import rfc3339, utc_now
 
 CALLS_KEPT = 50
-# PortOne replays the first answer to an Idempotency-Key for three hours.
-IDEMPOTENCY_WINDOW = timedelta(hours=3)
 
 
 @dataclass

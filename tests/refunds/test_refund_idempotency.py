@@ -68,6 +68,32 @@ async def test_retries_of_two_alike_refunds_whose_answers_were_lost_each_claim_t
     assert final["refundedAmount"] == 6_000
 
 
+async def test_a_refused_retry_within_portones_window_never_takes_an_alike_refunds_cancellation(
+    client: httpx.AsyncClient, emulated: EmulatedPortOne, db: asyncpg.Connection
+) -> None:
+    """K1 cancels at PortOne and loses its answer; K2, alike, is refused (the balance it
+    read had moved) and loses that answer too. Within PortOne's window K2's retry is
+    PortOne's refusal again: it made no cancellation, so K1's is not its to claim."""
+    order = await create_order(client, amount=10_000)
+    emulated.pay(order)
+    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    cancel = f"/payments/{order['paymentId']}/cancel"
+    for key in ("K1", "K2"):
+        emulated.answer_lost.add(cancel)
+        assert_problem(await refund(client, order, key), 503, "PORTONE_UNAVAILABLE")
+
+    k2 = await refund(client, order, "K2")
+    k1 = await refund(client, order, "K1")
+
+    assert_problem(k2, 409, "REFUND_CONFLICT")
+    assert k1.status_code == 200, k1.text
+    [made] = emulated.emulator.get(order["paymentId"]).cancellations
+    rows = await db.fetch(
+        "SELECT idempotency_key, status, cancellation_id FROM refunds ORDER BY created_at"
+    )
+    assert [tuple(r) for r in rows] == [("K1", "SUCCEEDED", made.id), ("K2", "FAILED", None)]
+
+
 async def test_the_emulator_replays_the_first_answer_to_a_key_and_acts_once(
     emulated: EmulatedPortOne,
 ) -> None:
@@ -103,7 +129,9 @@ async def test_past_portones_window_a_cancellation_is_still_claimed_by_one_refun
     """The fallback past PortOne's three hours matches amount and reason: two refunds alike
     could both match one cancellation. Forced here (the second reads the claims before the
     first's commit), the database lets only one of them have it."""
-    monkeypatch.setattr(state, "IDEMPOTENCY_WINDOW", timedelta(0))  # keys no longer replay
+    # Keys no longer replay, and the service knows it.
+    monkeypatch.setattr(state, "IDEMPOTENCY_WINDOW", timedelta(0))
+    monkeypatch.setattr(service, "IDEMPOTENCY_WINDOW", timedelta(0))
     order = await create_order(client, amount=10_000)
     emulated.pay(order)
     await client.post("/payments/complete", json={"paymentId": order["paymentId"]})

@@ -3,10 +3,14 @@ the refund recorded as PortOne holds it, and a retry that never refunds twice.""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 import httpx
+import pytest
 import respx
 
+from app.refunds import service
 from tests.helpers import INTERNAL, create_order, order_row, transitions
 from tests.portone_payloads import payment_body
 from tests.problem_details import assert_problem
@@ -16,6 +20,13 @@ from tests.refunds.portone_refunds import (
     refund,
     refund_rows,
 )
+
+
+@pytest.fixture
+def past_portones_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This mocked PortOne keeps no Idempotency-Keys, as PortOne after its window: a
+    retry's lost answer is then found among the payment's cancellations."""
+    monkeypatch.setattr(service, "IDEMPOTENCY_WINDOW", timedelta(0))
 
 
 async def test_refund_racing_a_console_cancellation_is_a_conflict_and_resyncs_the_order(
@@ -126,6 +137,7 @@ async def test_portone_outage_on_cancel_is_retryable_with_the_same_cancellable_a
     assert (row["status"], row["attempts"]) == ("SUCCEEDED", 2)
 
 
+@pytest.mark.usefixtures("past_portones_window")
 async def test_retry_after_a_lost_answer_does_not_refund_twice(
     client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
 ) -> None:
@@ -147,6 +159,7 @@ async def test_retry_after_a_lost_answer_does_not_refund_twice(
     assert row["status"] == "SUCCEEDED"
 
 
+@pytest.mark.usefixtures("past_portones_window")
 async def test_retry_of_a_full_refund_whose_answer_was_lost_is_the_refund_made(
     client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
 ) -> None:
