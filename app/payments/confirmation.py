@@ -8,11 +8,18 @@ payment and token share the confirmation in flight, up to its outcome applied; P
 `Idempotency-Key`, derived from both, makes it one confirmation across processes and
 retries. Whatever PortOne then holds is read afresh and applied through the one path,
 like any completion.
+
+Anyone who knows a paymentId can send a token, and each new token is a call to PortOne:
+a process confirms one payment once at a time, so tokens made up by the thousand cost
+PortOne one call at a time, not a thousand at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from app.errors import PaymentNotConfirmed
 from app.orders.order import Order
@@ -41,6 +48,8 @@ class Confirmation:
         self._is_test = None if accept_test_payments else False
         # Only joins a confirmation in flight: its outcome is never reused later.
         self._flights = SingleFlight[Observation](lambda _: False)
+        # A payment's turn to be confirmed, and how many confirmations wait for it.
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def confirm(self, order: Order, payment_token: str, tx_id: str | None) -> Observation:
         """Ask PortOne to charge the payment on the order's terms, then apply what PortOne
@@ -50,24 +59,44 @@ class Confirmation:
         key = confirmation_key(order.payment_id, payment_token)
 
         async def confirm_once() -> Observation:
-            try:
-                await self._portone.confirm_payment(
-                    order.payment_id,
-                    payment_token=payment_token,
-                    tx_id=tx_id,
-                    total_amount=order.amount,
-                    currency=order.currency,
-                    is_test=self._is_test,
-                    idempotency_key=key,
-                )
-            except PaymentNotFound:
-                raise
-            except PortOneApiError as exc:
-                if exc.type != ALREADY_PAID:
-                    raise PaymentNotConfirmed(
-                        f"PortOne refused to confirm the payment: {exc.message}", reason=exc.type
-                    ) from None
-            # Afresh: a read from before the confirmation must not answer for it.
-            return await self._sync.sync(order.payment_id, Source.COMPLETE, order, fresh=True)
+            async with self._turn(order.payment_id):
+                return await self._confirm(order, payment_token, tx_id, key)
 
         return await self._flights.shared(key, confirm_once)
+
+    @asynccontextmanager
+    async def _turn(self, payment_id: str) -> AsyncIterator[None]:
+        lock, waiting = self._turns.get(payment_id, (asyncio.Lock(), 0))
+        self._turns[payment_id] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._turns[payment_id]
+            if waiting == 1:
+                del self._turns[payment_id]
+            else:
+                self._turns[payment_id] = (lock, waiting - 1)
+
+    async def _confirm(
+        self, order: Order, payment_token: str, tx_id: str | None, key: str
+    ) -> Observation:
+        try:
+            await self._portone.confirm_payment(
+                order.payment_id,
+                payment_token=payment_token,
+                tx_id=tx_id,
+                total_amount=order.amount,
+                currency=order.currency,
+                is_test=self._is_test,
+                idempotency_key=key,
+            )
+        except PaymentNotFound:
+            raise
+        except PortOneApiError as exc:
+            if exc.type != ALREADY_PAID:
+                raise PaymentNotConfirmed(
+                    f"PortOne refused to confirm the payment: {exc.message}", reason=exc.type
+                ) from None
+        # Afresh: a read from before the confirmation must not answer for it.
+        return await self._sync.sync(order.payment_id, Source.COMPLETE, order, fresh=True)

@@ -341,3 +341,29 @@ async def test_confirm_and_cancel_at_once_end_in_exactly_one_of_them(
         assert_problem(cancelled, 409, "ORDER_NOT_CANCELLABLE")
         assert completed.status_code == 200
         assert (row["status"], payment.status) == ("PAID", "PAID")
+
+
+async def test_made_up_tokens_for_one_payment_reach_portone_one_at_a_time(
+    client: httpx.AsyncClient, portone: respx.MockRouter, db: asyncpg.Connection
+) -> None:
+    order = await create_order(client, amount=10_000)
+    in_flight, most = 0, 0
+
+    async def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return httpx.Response(400, json={"type": "INVALID_PAYMENT_TOKEN", "message": "no"})
+
+    route = portone.post(f"/payments/{order['paymentId']}/confirm").mock(side_effect=refuse)
+
+    answers = await asyncio.gather(*(complete(client, order, f"ptkn_{n}") for n in range(6)))
+
+    for answer in answers:
+        problem = assert_problem(answer, 409, "PAYMENT_NOT_CONFIRMED")
+        assert problem["reason"] == "INVALID_PAYMENT_TOKEN"
+    assert route.call_count == 6
+    assert most == 1
+    assert (await order_row(db, order["orderId"]))["status"] == "PENDING"
