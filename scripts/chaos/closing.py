@@ -31,13 +31,14 @@ STAMPED_WITHIN = timedelta(seconds=0.25)
 
 
 def keeps_money(payment: dict[str, Any] | None) -> bool:
-    """Whether PortOne still holds money for this payment (charged, not all given back)."""
-    return (
-        payment is not None
-        and payment["paid"]
-        and payment["status"] in ("PAID", "PARTIAL_CANCELLED")
-        and payment["cancelled"] < payment["total"]
-    )
+    """Whether PortOne still holds money for this payment: charged, and neither given back
+    nor being given back (a cancellation PortOne holds REQUESTED is on its way)."""
+    if payment is None or not payment["paid"]:
+        return False
+    if payment["status"] not in ("PAID", "PARTIAL_CANCELLED"):
+        return False
+    held = sum(w["amount"] for w in payment["apiWrites"] if w["status"] == "REQUESTED")
+    return payment["cancelled"] + held < payment["total"]
 
 
 def check_closing(
