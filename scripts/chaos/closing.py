@@ -37,8 +37,9 @@ def keeps_money(payment: dict[str, Any] | None) -> bool:
         return False
     if payment["status"] not in ("PAID", "PARTIAL_CANCELLED"):
         return False
-    held = sum(w["amount"] for w in payment["apiWrites"] if w["status"] == "REQUESTED")
-    return payment["cancelled"] + held < payment["total"]
+    held: int = sum(w["amount"] for w in payment["apiWrites"] if w["status"] == "REQUESTED")
+    cancelled: int = payment["cancelled"]
+    return cancelled + held < int(payment["total"])
 
 
 def check_closing(
