@@ -22,7 +22,7 @@ from app.sandbox.emulator import Emulator
 from app.sandbox.payments import EmulatedPayment, PaymentRequest
 from app.sandbox.portone_api import emulated_portone
 from app.sandbox.state import Sandbox
-from tests.helpers import WEBHOOK_SECRET
+from tests.helpers import WEBHOOK_SECRET, create_order
 from tests.portone_payloads import STORE_ID
 
 SECRET = "portone-test-secret"  # the tests' PORTONE_API_SECRET (tests.helpers)
@@ -71,6 +71,14 @@ class EmulatedPortOne:
         payment, kinds = self.emulator.pay(_request(order, **changes))
         self._notify_all(payment, kinds)
         return payment
+
+    async def paid_order(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        """An order of 10,000 KRW the customer paid and the browser completed: PAID."""
+        order = await create_order(client, amount=10_000)
+        self.pay(order)
+        response = await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+        assert response.json()["status"] == "PAID", response.text
+        return order
 
     def fail(self, order: dict[str, Any], reason: str = "card declined") -> EmulatedPayment:
         """The customer's attempt to pay for `order` fails."""

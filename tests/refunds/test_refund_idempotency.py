@@ -16,7 +16,7 @@ import respx
 from app.refunds import service, settlement
 from app.sandbox import state
 from tests.emulated_portone import EmulatedPortOne
-from tests.helpers import INTERNAL, create_order
+from tests.helpers import INTERNAL
 from tests.problem_details import assert_problem
 
 REASON = {"amount": 3_000, "reason": "one waffle was cold"}
@@ -39,9 +39,7 @@ def keys_sent(emulated: EmulatedPortOne) -> list[str]:
 async def test_retries_of_two_alike_refunds_whose_answers_were_lost_each_claim_their_own(
     client: httpx.AsyncClient, emulated: EmulatedPortOne, db: asyncpg.Connection
 ) -> None:
-    order = await create_order(client, amount=10_000)
-    emulated.pay(order)
-    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    order = await emulated.paid_order(client)
     cancel = f"/payments/{order['paymentId']}/cancel"
     for key in ("K1", "K2"):
         emulated.answer_lost.add(cancel)  # PortOne cancels; its answer never arrives
@@ -74,9 +72,7 @@ async def test_a_refused_retry_within_portones_window_never_takes_an_alike_refun
     """K1 cancels at PortOne and loses its answer; K2, alike, is refused (the balance it
     read had moved) and loses that answer too. Within PortOne's window K2's retry is
     PortOne's refusal again: it made no cancellation, so K1's is not its to claim."""
-    order = await create_order(client, amount=10_000)
-    emulated.pay(order)
-    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    order = await emulated.paid_order(client)
     cancel = f"/payments/{order['paymentId']}/cancel"
     for key in ("K1", "K2"):
         emulated.answer_lost.add(cancel)
@@ -132,9 +128,7 @@ async def test_past_portones_window_a_cancellation_is_still_claimed_by_one_refun
     # Keys no longer replay, and the service knows it.
     monkeypatch.setattr(state, "IDEMPOTENCY_WINDOW", timedelta(0))
     monkeypatch.setattr(service, "IDEMPOTENCY_WINDOW", timedelta(0))
-    order = await create_order(client, amount=10_000)
-    emulated.pay(order)
-    await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
+    order = await emulated.paid_order(client)
     cancel = f"/payments/{order['paymentId']}/cancel"
     for key in ("K1", "K2"):
         emulated.answer_lost.add(cancel)

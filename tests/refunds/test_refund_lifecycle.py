@@ -16,7 +16,7 @@ from app.config import Settings
 from app.refunds import settlement
 from app.wiring import Services
 from tests.emulated_portone import EmulatedPortOne
-from tests.helpers import INTERNAL, create_order, events, make_settings
+from tests.helpers import INTERNAL, events, make_settings
 from tests.problem_details import assert_problem
 
 EVENTS_URL = "https://shop.test/order-events"
@@ -36,14 +36,6 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def emulated(portone: respx.MockRouter) -> EmulatedPortOne:
     return EmulatedPortOne(portone)
-
-
-async def paid_order(client: httpx.AsyncClient, emulated: EmulatedPortOne) -> dict[str, Any]:
-    order = await create_order(client, amount=10_000)
-    emulated.pay(order)
-    response = await client.post("/payments/complete", json={"paymentId": order["paymentId"]})
-    assert response.json()["status"] == "PAID", response.text
-    return order
 
 
 async def refund(
@@ -79,7 +71,7 @@ async def failed_refunds_counted(client: httpx.AsyncClient) -> float:
 async def test_a_refund_portone_holds_is_accepted_and_settled_by_portones_webhook(
     client: httpx.AsyncClient, emulated: EmulatedPortOne
 ) -> None:
-    order = await paid_order(client, emulated)
+    order = await emulated.paid_order(client)
     emulated.next_cancellation(order, "REQUESTED")
 
     accepted = await refund(client, order, "r-1", amount=3_000)
@@ -110,7 +102,7 @@ async def test_a_held_refund_portone_fails_is_found_by_the_reconciler_and_shown_
     services: Services,
     db: asyncpg.Connection,
 ) -> None:
-    order = await paid_order(client, emulated)
+    order = await emulated.paid_order(client)
     emulated.next_cancellation(order, "REQUESTED")
     assert (await refund(client, order, "r-1")).status_code == 202
     await emulated.deliver_webhooks(client)
@@ -140,7 +132,7 @@ async def test_a_held_refund_portone_fails_is_found_by_the_reconciler_and_shown_
 async def test_a_cancellation_portone_fails_at_once_is_a_recorded_502(
     client: httpx.AsyncClient, emulated: EmulatedPortOne, db: asyncpg.Connection
 ) -> None:
-    order = await paid_order(client, emulated)
+    order = await emulated.paid_order(client)
     emulated.next_cancellation(order, "FAILED")
 
     answer = await refund(client, order, "r-1", amount=2_000)
@@ -158,7 +150,7 @@ async def test_a_cancellation_portone_fails_at_once_is_a_recorded_502(
 async def test_a_second_refund_leaves_alone_what_portone_holds(
     client: httpx.AsyncClient, emulated: EmulatedPortOne
 ) -> None:
-    order = await paid_order(client, emulated)
+    order = await emulated.paid_order(client)
     emulated.next_cancellation(order, "REQUESTED")
     assert (await refund(client, order, "r-1", amount=6_000)).status_code == 202
 
@@ -179,7 +171,7 @@ async def test_refunds_whose_answer_never_came_are_settled_from_portone_when_aba
     services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    never_sent, answer_lost = await paid_order(client, emulated), await paid_order(client, emulated)
+    never_sent, answer_lost = await emulated.paid_order(client), await emulated.paid_order(client)
     emulated.unavailable.add(f"/payments/{never_sent['paymentId']}/cancel")
     emulated.answer_lost.add(f"/payments/{answer_lost['paymentId']}/cancel")
     for order in (never_sent, answer_lost):
