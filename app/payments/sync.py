@@ -153,10 +153,11 @@ class PaymentSync:
 
         def answers(observation: Observation) -> bool:
             shown = observation.payment.transaction_id
-            return tx_id is None or shown is None or shown == tx_id
+            return shown is None or shown == tx_id
 
         if source == Source.COMPLETE and not fresh:
-            return await self._reads.shared(payment_id, read_and_apply, answers=answers)
+            check = answers if tx_id is not None else None
+            return await self._reads.shared(payment_id, read_and_apply, answers=check)
         return await self._reads.fresh(payment_id, read_and_apply)
 
     async def apply_read(self, payment_id: str, payment: Payment, source: Source) -> Observation:
