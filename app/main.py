@@ -100,11 +100,13 @@ def _declares_token(route: APIRoute) -> bool:
     return any(dependency.call is INTERNAL for dependency in route.dependant.dependencies)
 
 
-# Collect the young generation once 50,000 more objects have been made than freed, not
-# 700: a request makes thousands, most freed by reference counting as it goes, and the
-# default collects every few requests (bench/README.md has the cost). Cyclic garbage
-# (exceptions and their tracebacks) waits a little longer to be freed.
-GC_THRESHOLD = (50_000, 10, 10)
+# Collect the young generation once 5,000 more objects have been made than freed, not 700
+# (the default collects every few requests) and not 50,000 either: each PortOne read
+# leaves ~43 objects in reference cycles inside httpx and aiohttp's response objects, which
+# only a collection frees, and a collection's pause grows with what it frees. At 50,000 a
+# collection paused the loop ~40 ms every thousand completions and set the p99
+# (bench/README.md, "The tail").
+GC_THRESHOLD = (5_000, 10, 10)
 
 
 def frozen(app: FastAPI) -> FastAPI:

@@ -1,0 +1,320 @@
+"""CPU per first-time completion, in-process: where the service spends more than its yardstick.
+
+    python3 bench/inprocess.py [--requests 3000] [--rounds 3] [--profile [N]]
+
+Both ASGI apps, the service (`app.main.create_app`, live mode, as `python -m app serve`
+builds it) and the minimal verifier (bench/minimal_verifier.py), are called in this
+process, without an HTTP server or a load generator, for first-time completions of fresh
+PENDING orders, C at a time, against a fresh database `verifier_inprocess` and the bench's
+PortOne stand-in (its own process). What is left is what the two apps themselves cost:
+the figure is the process's CPU time per completion, the minimum over the rounds (the
+least disturbed by neighbours), each app's rounds interleaved with the other's.
+
+Each run prints the garbage collector's pauses too: both apps share this process's
+collector, set as the service sets it (`app.main.GC_THRESHOLD`) unless --gc-threshold.
+
+--profile: one more run of each under cProfile, on a CPU clock, and the functions and
+packages where the service spends more than the yardstick (bench/inprocess-profile.txt).
+Profiled figures are about three times real ones, but both apps are profiled alike, so
+their differences point where the time goes. bench/README.md has what it found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import cProfile
+import gc
+import json
+import os
+import pstats
+import secrets
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import _venv
+
+_venv.enter()
+sys.path.insert(0, str(_venv.ROOT))
+
+# After the virtualenv: these import the project and its dependencies.
+from bench.harness.database import Database  # noqa: E402
+from bench.harness.servers import migrate  # noqa: E402
+from bench.harness.settings import BENCH, CONCURRENCY, STORE_ID  # noqa: E402
+from tests.database import admin, postgres_server, with_database  # noqa: E402
+from tests.processes import Processes, free_port, wait_listening  # noqa: E402
+
+DATABASE = "verifier_inprocess"
+PROFILE = BENCH / "inprocess-profile.txt"
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+@contextlib.contextmanager
+def environment(database_url: str, standin_port: int) -> Iterator[None]:
+    """What both apps read from the environment: the bench's own settings (servers.py)."""
+    values = {
+        "PORTONE_MODE": "live",
+        "DATABASE_URL": database_url,
+        "PORTONE_API_BASE_URL": f"http://127.0.0.1:{standin_port}",
+        "PORTONE_API_SECRET": "bench-portone-secret",
+        "PORTONE_STORE_ID": STORE_ID,
+        "PORTONE_CHANNEL_KEY": "channel-key-bench",
+        "PORTONE_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        "INTERNAL_API_TOKEN": secrets.token_urlsafe(24),
+        "RECONCILE_INTERVAL_SECONDS": "0",
+        "DATABASE_POOL_SIZE": str(CONCURRENCY),
+        "LOG_LEVEL": "WARNING",
+    }
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.asynccontextmanager
+async def running(app: ASGIApp) -> Any:
+    """`app` between its lifespan's startup and shutdown, as uvicorn runs it."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    assert started["type"] == "lifespan.startup.complete", started
+    try:
+        yield app
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+
+async def complete(app: ASGIApp, payment_id: str) -> int:
+    """One `POST /payments/complete` through the app, as uvicorn would call it."""
+    body = json.dumps({"paymentId": payment_id}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/payments/complete",
+        "raw_path": b"/payments/complete",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+@dataclass
+class Figures:
+    """One run: CPU seconds per completion, and the garbage collector's pauses (ms)."""
+
+    cpu: float
+    pauses: list[float]
+    freed: int
+
+    def __str__(self) -> str:
+        longest = max(self.pauses, default=0.0)
+        return (
+            f"{self.cpu * 1e6:7.0f} µs CPU/completion; {len(self.pauses)} collections,"
+            f" longest {longest:5.1f} ms, {self.freed / max(len(self.pauses), 1):7.0f} freed each"
+        )
+
+
+async def completions(app: ASGIApp, payment_ids: list[str]) -> Figures:
+    """Every id completed, C at a time (each must answer 200), and what that took."""
+    queue = iter(payment_ids)
+    statuses: Counter[int] = Counter()
+    pauses: list[float] = []
+    freed = 0
+    began = 0.0
+
+    def collection(phase: str, info: dict[str, int]) -> None:
+        nonlocal began, freed
+        if phase == "start":
+            began = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter() - began) * 1000)
+            freed += info["collected"]
+
+    async def worker() -> None:
+        for payment_id in queue:
+            statuses[await complete(app, payment_id)] += 1
+
+    gc.callbacks.append(collection)
+    started = time.process_time()
+    try:
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    finally:
+        spent = time.process_time() - started
+        gc.callbacks.remove(collection)
+    assert statuses == {200: len(payment_ids)}, statuses
+    return Figures(spent / len(payment_ids), pauses, freed)
+
+
+def apps(gc_threshold: tuple[int, ...] | None) -> dict[str, ASGIApp]:
+    """Both apps; the process's collector as the service sets it (or `gc_threshold`)."""
+    from app import logs
+    from app.config import load_settings
+    from app.main import create_app, frozen
+    from bench import minimal_verifier
+
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    built = {"service": frozen(create_app(settings)), "yardstick": minimal_verifier.make_app()}
+    if gc_threshold:
+        gc.set_threshold(*gc_threshold)
+    print(f"gc threshold {gc.get_threshold()}", flush=True)
+    return built
+
+
+async def measure(
+    db: Database, requests: int, rounds: int, profile: int, gc_threshold: tuple[int, ...] | None
+) -> None:
+    built = apps(gc_threshold)
+    async with running(built["service"]), running(built["yardstick"]):
+        for app in built.values():  # warm-up: connections opened, code paths taken
+            await completions(app, await _orders(db, 200))
+        best: dict[str, float] = {}
+        for round_no in range(1, rounds + 1):
+            names = list(built) if round_no % 2 else list(reversed(built))
+            for name in names:
+                figures = await completions(built[name], await _orders(db, requests))
+                best[name] = min(best.get(name, figures.cpu), figures.cpu)
+                print(f"  round {round_no} {name:9} {figures}", flush=True)
+        service, yardstick = best["service"], best["yardstick"]
+        print(
+            f"best of {rounds}: service {service * 1e6:.0f} µs, yardstick {yardstick * 1e6:.0f} µs,"
+            f" difference {(service - yardstick) * 1e6:.0f} µs, ratio {service / yardstick:.2f}x",
+            flush=True,
+        )
+        if profile:
+            profiles = {}
+            for name, app in built.items():
+                payment_ids = await _orders(db, profile)
+                profiler = cProfile.Profile(time.process_time)
+                profiler.enable()
+                await completions(app, payment_ids)
+                profiler.disable()
+                profiler.dump_stats(BENCH / f"inprocess-{name}.prof")  # for pstats, snakeviz
+                profiles[name] = (pstats.Stats(profiler), profile)
+            write_profile(profiles)
+
+
+async def _orders(db: Database, count: int) -> list[str]:
+    return (await asyncio.to_thread(db.create_pending, count))[1]
+
+
+def _package(filename: str) -> str:
+    for marker in ("site-packages/", f"{_venv.ROOT}/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1].split("/", 1)[0].removesuffix(".py")
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins"
+    return "stdlib:" + Path(filename).stem
+
+
+def write_profile(profiles: dict[str, tuple[pstats.Stats, int]]) -> None:
+    """Own time per completion by package and by function, and the service's excess."""
+    per_package: dict[str, Counter[str]] = {}
+    per_function: dict[str, Counter[str]] = {}
+    totals: dict[str, float] = {}
+    for name, (stats, count) in profiles.items():
+        packages: Counter[str] = Counter()
+        functions: Counter[str] = Counter()
+        for (filename, line, function), row in stats.stats.items():  # type: ignore[attr-defined]
+            own = row[2] / count * 1e6  # tottime, µs per completion
+            packages[_package(filename)] += own
+            where = filename.split("site-packages/")[-1].replace(f"{_venv.ROOT}/", "")
+            functions[f"{function} ({where}:{line})"] += own
+        per_package[name], per_function[name] = packages, functions
+        totals[name] = sum(packages.values())
+    service, yardstick = per_package["service"], per_package["yardstick"]
+    lines = [
+        f"cProfile (CPU clock), own time in profiled µs per first-time completion:"
+        f" service {totals['service']:.0f}, yardstick {totals['yardstick']:.0f}",
+        "",
+        "by package, the service's excess over the yardstick:",
+    ]
+    excess = Counter({key: service[key] - yardstick.get(key, 0.0) for key in service})
+    lines += [f"  {value:+7.0f}  {key}" for key, value in excess.most_common(14)]
+    functions, theirs = per_function["service"], per_function["yardstick"]
+    excess = Counter({key: functions[key] - theirs.get(key, 0.0) for key in functions})
+    lines += ["", "by function, the service's excess over the yardstick (top 40):"]
+    lines += [f"  {value:+7.1f}  {key}" for key, value in excess.most_common(40)]
+    PROFILE.write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="completions per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--profile", type=int, nargs="?", const=3000, default=0, help="completions profiled"
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=lambda value: tuple(int(n) for n in value.split(",")),
+        help="the collector's thresholds instead of the service's (e.g. 50000,10,10)",
+    )
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        server_url = stack.enter_context(postgres_server())
+        database_url = with_database(server_url, DATABASE)
+        drop = f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'
+        asyncio.run(admin(server_url, drop, f'CREATE DATABASE "{DATABASE}"'))
+        stack.callback(lambda: asyncio.run(admin(server_url, drop)))
+        migrate(database_url)
+        procs = Processes(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        stack.callback(procs.stop_all)
+        port = free_port()
+        standin = [sys.executable, str(BENCH / "portone_standin.py"), f"--port={port}"]
+        procs.start("standin", [*standin, f"--store-id={STORE_ID}"])
+        wait_listening(procs, "standin", port)
+        stack.enter_context(environment(database_url, port))
+        import uvloop  # the servers' loop
+
+        db = Database(database_url)
+        uvloop.run(measure(db, args.requests, args.rounds, args.profile, args.gc_threshold))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
