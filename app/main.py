@@ -100,12 +100,11 @@ def _declares_token(route: APIRoute) -> bool:
     return any(dependency.call is INTERNAL for dependency in route.dependant.dependencies)
 
 
-# Collect the young generation once 5,000 more objects have been made than freed, not 700
-# (the default collects every few requests) and not 50,000 either: each PortOne read
-# leaves ~43 objects in reference cycles inside httpx and aiohttp's response objects, which
-# only a collection frees, and a collection's pause grows with what it frees. At 50,000 a
-# collection paused the loop ~40 ms every thousand completions and set the p99
-# (bench/README.md, "The tail").
+# Collect the young generation once 5,000 more objects have been made than freed. The
+# default, 700, collects every few requests; a much larger threshold makes each collection
+# long, since its pause grows with the reference cycles it frees: with httpx's ~43 cyclic
+# objects per PortOne read, 50,000 paused the loop ~40 ms every thousand completions, which
+# was the p99 (bench/README.md, "The tail"). The PortOne client unlinks those cycles.
 GC_THRESHOLD = (5_000, 10, 10)
 
 

@@ -8,6 +8,7 @@ transport; here the server sees the raw request line, headers and body aiohttp s
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import aiohttp
 import httpx
 import pytest
 
@@ -132,6 +134,26 @@ async def test_reads_a_payment_with_portones_headers(
     assert seen.headers["accept-encoding"] == "gzip, deflate"
     assert seen.headers["user-agent"] == "portone-verifier"
     assert "cookie" not in seen.headers
+
+
+async def test_a_read_leaves_no_garbage_only_a_collection_frees(portone: PortOneClient) -> None:
+    """A collection's pause grows with the reference cycles it frees: httpx's response and
+    its body's stream point at each other, holding the request, aiohttp's response and the
+    rest until a collection, unless the client unlinks them once the body is read."""
+    await portone.get_payment("pay-1")  # the connection is open and pooled
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            await portone.get_payment("pay-1")
+        with pytest.raises(PaymentNotFound):
+            await portone.get_payment("missing")
+        gc.collect()
+        kept = [o for o in gc.garbage if isinstance(o, httpx.Response | aiohttp.ClientResponse)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert kept == []
 
 
 @pytest.mark.parametrize(
