@@ -1,6 +1,7 @@
 """CPU per first-time completion, in-process: where the service spends more than its yardstick.
 
     python3 bench/inprocess.py [--requests 3000] [--rounds 3] [--profile [N]]
+                               [--gc-threshold 50000,10,10] [--only service] [--framework]
 
 Both ASGI apps, the service (`app.main.create_app`, live mode, as `python -m app serve`
 builds it) and the minimal verifier (bench/minimal_verifier.py), are called in this
@@ -12,6 +13,12 @@ least disturbed by neighbours), each app's rounds interleaved with the other's.
 
 Each run prints the garbage collector's pauses too: both apps share this process's
 collector, set as the service sets it (`app.main.GC_THRESHOLD`) unless --gc-threshold.
+
+--only service (or yardstick): that app's rounds alone, e.g. for
+`py-spy record -r 250 -f raw -o spy.raw -- python3 bench/inprocess.py --only service --rounds 8`.
+
+--framework: what a request costs without its work (the completion answers a fixed order
+at once), beside FastAPI with one route and raw ASGI.
 
 --profile: one more run of each under cProfile, on a CPU clock, and the functions and
 packages where the service spends more than the yardstick (bench/inprocess-profile.txt).
@@ -36,7 +43,8 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +55,13 @@ _venv.enter()
 sys.path.insert(0, str(_venv.ROOT))
 
 # After the virtualenv: these import the project and its dependencies.
+from app.orders.order import Order  # noqa: E402
+from app.orders.schemas import PaymentResult  # noqa: E402
+from app.payments.router import CompleteRequest  # noqa: E402
 from bench.harness.database import Database  # noqa: E402
 from bench.harness.servers import migrate  # noqa: E402
 from bench.harness.settings import BENCH, CONCURRENCY, STORE_ID  # noqa: E402
+from fastapi import FastAPI, Request, Response  # noqa: E402
 from tests.database import admin, postgres_server, with_database  # noqa: E402
 from tests.processes import Processes, free_port, wait_listening  # noqa: E402
 
@@ -204,37 +216,89 @@ def apps(gc_threshold: tuple[int, ...] | None) -> dict[str, ASGIApp]:
     return built
 
 
-async def measure(
-    db: Database, requests: int, rounds: int, profile: int, gc_threshold: tuple[int, ...] | None
-) -> None:
-    built = apps(gc_threshold)
+async def measure(db: Database, args: argparse.Namespace) -> None:
+    built = apps(args.gc_threshold)
+    measured = [args.only] if args.only else list(built)
+    rounds = args.rounds
     async with running(built["service"]), running(built["yardstick"]):
         for app in built.values():  # warm-up: connections opened, code paths taken
             await completions(app, await _orders(db, 200))
+        if args.framework:
+            await framework(built["service"], args.requests, rounds)
+            return
         best: dict[str, float] = {}
         for round_no in range(1, rounds + 1):
-            names = list(built) if round_no % 2 else list(reversed(built))
-            for name in names:
-                figures = await completions(built[name], await _orders(db, requests))
+            for name in measured if round_no % 2 else reversed(measured):
+                figures = await completions(built[name], await _orders(db, args.requests))
                 best[name] = min(best.get(name, figures.cpu), figures.cpu)
                 print(f"  round {round_no} {name:9} {figures}", flush=True)
+        if args.only:
+            return
         service, yardstick = best["service"], best["yardstick"]
         print(
             f"best of {rounds}: service {service * 1e6:.0f} µs, yardstick {yardstick * 1e6:.0f} µs,"
             f" difference {(service - yardstick) * 1e6:.0f} µs, ratio {service / yardstick:.2f}x",
             flush=True,
         )
-        if profile:
+        if args.profile:
             profiles = {}
             for name, app in built.items():
-                payment_ids = await _orders(db, profile)
+                payment_ids = await _orders(db, args.profile)
                 profiler = cProfile.Profile(time.process_time)
                 profiler.enable()
                 await completions(app, payment_ids)
                 profiler.disable()
                 profiler.dump_stats(BENCH / f"inprocess-{name}.prof")  # for pstats, snakeviz
-                profiles[name] = (pstats.Stats(profiler), profile)
+                profiles[name] = (pstats.Stats(profiler), args.profile)
             write_profile(profiles)
+
+
+async def framework(service: Any, requests: int, rounds: int) -> None:
+    """The request's cost without its work: the service's app with its completion answering
+    one fixed order at once, FastAPI with one route taking the same body (or only the
+    request), and raw ASGI reading and writing the same JSON."""
+    from app.orders.order import Order
+    from app.payments.router import CompleteRequest
+
+    row = {f.name: None for f in fields(Order)}
+    now = datetime.now(UTC)
+    row |= {"id": "ord_1", "payment_id": "pay_1", "order_name": "Waffle trainer 2"}
+    row |= {"amount": 10_000, "currency": "KRW", "status": "PAID", "paid_at": now}
+    row |= {"refunded_amount": 0, "metadata": {}, "disputes": [], "compensation_attempts": 0}
+    row |= {"created_at": now, "updated_at": now, "version": 1, "refunds": []}
+    order = Order(**row)
+
+    async def fixed(payment_id: str, **_: Any) -> Order:
+        return order
+
+    service.state.services.completion.complete = fixed
+    with_body, request_only = FastAPI(), FastAPI()
+
+    @with_body.post("/payments/complete")
+    async def complete(body: CompleteRequest, request: Request) -> Response:
+        return PaymentResult.of(order).answer()
+
+    @request_only.post("/payments/complete")
+    async def complete_request(request: Request) -> Response:
+        CompleteRequest.model_validate_json(await request.body())
+        return PaymentResult.of(order).answer()
+
+    async def raw(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = json.loads((await receive())["body"])
+        answer = json.dumps({"orderId": order.id, "paymentId": body["paymentId"]}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": answer})
+
+    apps = {
+        "the service's app": service,
+        "FastAPI, one route with the body": with_body,
+        "FastAPI, one route with the request": request_only,
+        "raw ASGI": raw,
+    }
+    ids = [f"pay_{i}" for i in range(requests)]
+    for name, app in apps.items():
+        best = min([(await completions(app, ids)).cpu for _ in range(rounds)])
+        print(f"  {name:38} {best * 1e6:6.1f} µs CPU a request (best of {rounds})", flush=True)
 
 
 async def _orders(db: Database, count: int) -> list[str]:
@@ -294,6 +358,16 @@ def main() -> int:
         type=lambda value: tuple(int(n) for n in value.split(",")),
         help="the collector's thresholds instead of the service's (e.g. 50000,10,10)",
     )
+    parser.add_argument(
+        "--framework",
+        action="store_true",
+        help="the request's cost alone: the completion answers a fixed order, no I/O",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("service", "yardstick"),
+        help="run only this app's rounds (for an outside profiler such as py-spy)",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         server_url = stack.enter_context(postgres_server())
@@ -312,7 +386,7 @@ def main() -> int:
         import uvloop  # the servers' loop
 
         db = Database(database_url)
-        uvloop.run(measure(db, args.requests, args.rounds, args.profile, args.gc_threshold))
+        uvloop.run(measure(db, args))
     return 0
 
 
