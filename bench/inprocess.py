@@ -59,7 +59,7 @@ from app.orders.order import Order  # noqa: E402
 from app.orders.schemas import PaymentResult  # noqa: E402
 from app.payments.router import CompleteRequest  # noqa: E402
 from bench.harness.database import Database  # noqa: E402
-from bench.harness.servers import migrate  # noqa: E402
+from bench.harness.servers import migrate, verifier_settings  # noqa: E402
 from bench.harness.settings import BENCH, CONCURRENCY, STORE_ID  # noqa: E402
 from fastapi import FastAPI, Request, Response  # noqa: E402
 from tests.database import admin, postgres_server, with_database  # noqa: E402
@@ -72,20 +72,9 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 @contextlib.contextmanager
 def environment(database_url: str, standin_port: int) -> Iterator[None]:
-    """What both apps read from the environment: the bench's own settings (servers.py)."""
-    values = {
-        "PORTONE_MODE": "live",
-        "DATABASE_URL": database_url,
-        "PORTONE_API_BASE_URL": f"http://127.0.0.1:{standin_port}",
-        "PORTONE_API_SECRET": "bench-portone-secret",
-        "PORTONE_STORE_ID": STORE_ID,
-        "PORTONE_CHANNEL_KEY": "channel-key-bench",
-        "PORTONE_WEBHOOK_SECRETS": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
-        "INTERNAL_API_TOKEN": secrets.token_urlsafe(24),
-        "RECONCILE_INTERVAL_SECONDS": "0",
-        "DATABASE_POOL_SIZE": str(CONCURRENCY),
-        "LOG_LEVEL": "WARNING",
-    }
+    """What both apps read from the environment, as the bench's servers have it."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    values = verifier_settings(database_url, standin_port, secret)
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

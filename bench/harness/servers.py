@@ -95,17 +95,11 @@ def migrate(database_url: str) -> None:
         raise SystemExit(f"alembic upgrade head failed:\n{done.stderr.decode()}")
 
 
-def start_servers(
-    procs: Processes, database_url: str, secret: str, workers: int
-) -> tuple[dict[str, Target], StandIn]:
-    python = sys.executable
-    standin_port = free_port()
-    standin = [python, str(BENCH / "portone_standin.py"), f"--port={standin_port}"]
-    # PortOne is another machine: it must not take the service's core.
-    procs.start("standin", [*standin, f"--store-id={STORE_ID}"], cpu=LOAD_CPU)
-    wait_listening(procs, "standin", standin_port)
-    env = {
-        **os.environ,
+def verifier_settings(
+    database_url: str, standin_port: int, secret: str, workers: int = 1
+) -> dict[str, str]:
+    """The environment the service and the yardstick read: live mode against the stand-in."""
+    return {
         "PORTONE_MODE": "live",
         "DATABASE_URL": database_url,
         "PORTONE_API_BASE_URL": f"http://127.0.0.1:{standin_port}",
@@ -118,6 +112,21 @@ def start_servers(
         # As many connections as requests in flight, spread over the workers.
         "DATABASE_POOL_SIZE": str(-(-CONCURRENCY // workers)),
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),  # INFO: a line per request
+    }
+
+
+def start_servers(
+    procs: Processes, database_url: str, secret: str, workers: int
+) -> tuple[dict[str, Target], StandIn]:
+    python = sys.executable
+    standin_port = free_port()
+    standin = [python, str(BENCH / "portone_standin.py"), f"--port={standin_port}"]
+    # PortOne is another machine: it must not take the service's core.
+    procs.start("standin", [*standin, f"--store-id={STORE_ID}"], cpu=LOAD_CPU)
+    wait_listening(procs, "standin", standin_port)
+    env = {
+        **os.environ,
+        **verifier_settings(database_url, standin_port, secret, workers),
         "PYTHONUNBUFFERED": "1",
     }
     for proxy in ("http_proxy", "https_proxy", "all_proxy"):
