@@ -2,6 +2,7 @@
 
     python3 bench/inprocess.py [--requests 3000] [--rounds 3] [--profile [N]]
                                [--gc-threshold 50000,10,10] [--only service] [--framework]
+                               [--latency 50]
 
 Both ASGI apps, the service (`app.main.create_app`, live mode, as `python -m app serve`
 builds it) and the minimal verifier (bench/minimal_verifier.py), are called in this
@@ -11,7 +12,8 @@ PortOne stand-in (its own process). What is left is what the two apps themselves
 the figure is the process's CPU time per completion, the minimum over the rounds (the
 least disturbed by neighbours), each app's rounds interleaved with the other's.
 
-Each run prints the garbage collector's pauses too: both apps share this process's
+Each run prints its completions a second and median latency (with --latency MS, PortOne's
+answers come that late) and the garbage collector's pauses: both apps share this process's
 collector, set as the service sets it (`app.main.GC_THRESHOLD`) unless --gc-threshold.
 
 --only service (or yardstick): that app's rounds alone, e.g. for
@@ -38,6 +40,7 @@ import json
 import os
 import pstats
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -59,7 +62,7 @@ from app.orders.order import Order  # noqa: E402
 from app.orders.schemas import PaymentResult  # noqa: E402
 from app.payments.router import CompleteRequest  # noqa: E402
 from bench.harness.database import Database  # noqa: E402
-from bench.harness.servers import migrate, verifier_settings  # noqa: E402
+from bench.harness.servers import StandIn, migrate, verifier_settings  # noqa: E402
 from bench.harness.settings import BENCH, CONCURRENCY, STORE_ID  # noqa: E402
 from fastapi import FastAPI, Request, Response  # noqa: E402
 from tests.database import admin, postgres_server, with_database  # noqa: E402
@@ -144,17 +147,21 @@ async def complete(app: ASGIApp, payment_id: str) -> int:
 
 @dataclass
 class Figures:
-    """One run: CPU seconds per completion, and the garbage collector's pauses (ms)."""
+    """One run: CPU seconds per completion, completions a second and the median latency
+    (s), and the garbage collector's pauses (ms)."""
 
     cpu: float
+    rate: float
+    p50: float
     pauses: list[float]
     freed: int
 
     def __str__(self) -> str:
         longest = max(self.pauses, default=0.0)
         return (
-            f"{self.cpu * 1e6:7.0f} µs CPU/completion; {len(self.pauses)} collections,"
-            f" longest {longest:5.1f} ms, {self.freed / max(len(self.pauses), 1):7.0f} freed each"
+            f"{self.cpu * 1e6:7.0f} µs CPU/completion, {self.rate:5.0f}/s, p50"
+            f" {self.p50 * 1000:5.1f} ms; {len(self.pauses)} collections, longest"
+            f" {longest:5.1f} ms, {self.freed / max(len(self.pauses), 1):6.0f} freed each"
         )
 
 
@@ -174,19 +181,24 @@ async def completions(app: ASGIApp, payment_ids: list[str]) -> Figures:
             pauses.append((time.perf_counter() - began) * 1000)
             freed += info["collected"]
 
+    latencies: list[float] = []
+
     async def worker() -> None:
         for payment_id in queue:
+            sent = time.perf_counter()
             statuses[await complete(app, payment_id)] += 1
+            latencies.append(time.perf_counter() - sent)
 
     gc.callbacks.append(collection)
-    started = time.process_time()
+    started, began_at = time.process_time(), time.perf_counter()
     try:
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     finally:
-        spent = time.process_time() - started
+        spent, took = time.process_time() - started, time.perf_counter() - began_at
         gc.callbacks.remove(collection)
     assert statuses == {200: len(payment_ids)}, statuses
-    return Figures(spent / len(payment_ids), pauses, freed)
+    count = len(payment_ids)
+    return Figures(spent / count, count / took, statistics.median(latencies), pauses, freed)
 
 
 def apps(gc_threshold: tuple[int, ...] | None) -> dict[str, ASGIApp]:
@@ -348,6 +360,9 @@ def main() -> int:
         help="the collector's thresholds instead of the service's (e.g. 50000,10,10)",
     )
     parser.add_argument(
+        "--latency", type=int, default=0, help="the stand-in's PortOne latency, ms (default 0)"
+    )
+    parser.add_argument(
         "--framework",
         action="store_true",
         help="the request's cost alone: the completion answers a fixed order, no I/O",
@@ -372,6 +387,7 @@ def main() -> int:
         procs.start("standin", [*standin, f"--store-id={STORE_ID}"])
         wait_listening(procs, "standin", port)
         stack.enter_context(environment(database_url, port))
+        StandIn(port).set_latency(args.latency)
         import uvloop  # the servers' loop
 
         db = Database(database_url)
