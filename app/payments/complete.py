@@ -3,7 +3,7 @@ whether it did."""
 
 from __future__ import annotations
 
-from app.errors import OrderClosed, OrderNotFound, PaymentNotPaid, PaymentRejected
+from app.errors import OrderClosed, PaymentNotPaid, PaymentRejected
 from app.orders.order import Order
 from app.orders.status import OrderStatus
 from app.payments.confirmation import Confirmation
@@ -55,10 +55,7 @@ class Completion:
 
     async def order_of(self, payment_id: str) -> Order:
         """The order as it stands (no PortOne call, so an unknown paymentId costs nothing)."""
-        order = await self._sync.find(payment_id)
-        if order is None:
-            raise OrderNotFound(f"no order has paymentId {payment_id}")
-        return order
+        return await self._sync.order_of(payment_id)
 
 
 def _outcome_of(observation: Observation) -> Order:

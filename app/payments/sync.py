@@ -112,6 +112,13 @@ class PaymentSync:
         async with self._database.connect() as db:
             return await orders_store.find_by_payment_id(db, payment_id)
 
+    async def order_of(self, payment_id: str) -> Order:
+        """The order as it stands; `OrderNotFound` when no order has this paymentId."""
+        order = await self.find(payment_id)
+        if order is None:
+            raise OrderNotFound(f"no order has paymentId {payment_id}")
+        return order
+
     async def look(
         self, payment_id: str, source: Source, *, public: bool = False, tx_id: str | None = None
     ) -> tuple[Order, Observation | None]:
@@ -120,9 +127,7 @@ class PaymentSync:
         and the order holds money already (those change through webhooks and the
         reconciler, never through the doors anyone can knock on). Raises PortOne's
         errors, including `PaymentNotFound`."""
-        order = await self.find(payment_id)
-        if order is None:
-            raise OrderNotFound(f"no order has paymentId {payment_id}")
+        order = await self.order_of(payment_id)
         if public and order.status not in WITHOUT_MONEY:
             return order, None
         observation = await self.sync(payment_id, source, seen=order, tx_id=tx_id)

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, StrictInt
 
 from app.deps import SyncDep
-from app.errors import OrderNotFound
 from app.payments.sync import PaymentSync
 from app.problems import problem_responses
 from app.sandbox.payments import EmulatedPayment, PaymentRequest
@@ -142,9 +141,7 @@ async def _changed(request: Request, payment: EmulatedPayment, webhooks: list[st
 
 async def _attempt(sync: PaymentSync, payment_id: str, body: Pay) -> PaymentRequest:
     """What the customer's browser asks PortOne for: the order's terms unless tampered."""
-    order = await sync.find(payment_id)
-    if order is None:
-        raise OrderNotFound(f"no order has paymentId {payment_id}")
+    order = await sync.order_of(payment_id)
     return PaymentRequest(
         payment_id=payment_id,
         order_name=order.order_name,
