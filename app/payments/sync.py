@@ -211,14 +211,13 @@ class PaymentSync:
                 raise OrderNotCancellable(f"order is {before.status}: refund it instead")
             logs.bind(order_id=order_id)
             account_issued = before.status == OrderStatus.AWAITING_DEPOSIT
-            order = replace(before, status=OrderStatus.CANCELLED)
+            changes: dict[str, Any] = {"status": OrderStatus.CANCELLED}
             if account_issued:
-                order = replace(
-                    order,
-                    compensation_status=CompensationStatus.OWED,
-                    compensation_next_attempt_at=None,
-                )
-            order = await orders_store.save(db, order)
+                changes |= {
+                    "compensation_status": CompensationStatus.OWED,
+                    "compensation_next_attempt_at": None,
+                }
+            order = await orders_store.save(db, replace(before, **changes))
             if self._outbox is not None:
                 await self._outbox.add(db, order)
             entry = HistoryEntry(source, before.portone_status, before.status, order.status, why)
